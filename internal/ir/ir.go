@@ -1,0 +1,217 @@
+// Package ir is the validated, defaulted and resolved form of the configuration: what the
+// translator produces from Gateway API resources and what the data plane compiles. It holds
+// plain data only; nothing here does I/O.
+package ir
+
+import (
+	"time"
+
+	"github.com/sluice-gateway/sluice/api/v1alpha1"
+)
+
+// Config is one whole, consistent configuration of the gateway.
+type Config struct {
+	// Ports are the listening ports, sorted by number. Listeners of several Gateways that
+	// share a port and protocol are merged into one Port.
+	Ports []*Port `json:"ports"`
+}
+
+// Protocol is a listener protocol.
+type Protocol string
+
+// The listener protocols Sluice serves.
+const (
+	ProtocolHTTP  Protocol = "HTTP"
+	ProtocolHTTPS Protocol = "HTTPS"
+)
+
+// Port is one listening socket.
+type Port struct {
+	Number   int32    `json:"number"`
+	Protocol Protocol `json:"protocol"`
+	// Listeners share the port; a request is served by the listener whose hostname matches
+	// its host (or SNI) most specifically: exact, then the longest wildcard, then none.
+	Listeners []*Listener `json:"listeners"`
+}
+
+// Listener is one Gateway listener.
+type Listener struct {
+	// Name is "namespace/gateway/listener".
+	Name        string `json:"name"`
+	Gateway     string `json:"gateway"` // namespace/name
+	SectionName string `json:"sectionName"`
+	// Hostname restricts the hosts served; "" serves any host. "*.example.com" is a wildcard.
+	Hostname string `json:"hostname,omitempty"`
+	// Certificates are the TLS certificates of an HTTPS listener.
+	Certificates []Certificate `json:"certificates,omitempty"`
+	// VirtualHosts are sorted most specific first: exact names, wildcards by length, then "".
+	VirtualHosts []*VirtualHost `json:"virtualHosts"`
+	// PreRouting is the processor that runs before a route is chosen, if any.
+	PreRouting *ExtProc `json:"preRouting,omitempty"`
+}
+
+// Certificate is a PEM certificate chain and key.
+type Certificate struct {
+	Name    string `json:"name"` // namespace/secret
+	CertPEM []byte `json:"-"`
+	KeyPEM  []byte `json:"-"`
+}
+
+// VirtualHost groups the routes of one hostname on a listener.
+type VirtualHost struct {
+	// Hostname is an exact name, a "*." wildcard, or "" for any host.
+	Hostname string `json:"hostname"`
+	// Routes are in Gateway API precedence order: the first that matches wins.
+	Routes []*Route `json:"routes"`
+}
+
+// Route is one match of one HTTPRoute rule, with everything needed to serve it.
+type Route struct {
+	// Name is "namespace/route/rule/match", rule and match as indexes (or the rule name).
+	Name      string `json:"name"`
+	HTTPRoute string `json:"httpRoute"` // namespace/name
+	RuleIndex int    `json:"ruleIndex"`
+	RuleName  string `json:"ruleName,omitempty"`
+
+	Match Match `json:"match"`
+
+	RequestHeaders  *HeaderModifier `json:"requestHeaders,omitempty"`
+	ResponseHeaders *HeaderModifier `json:"responseHeaders,omitempty"`
+	Redirect        *Redirect       `json:"redirect,omitempty"`
+	Rewrite         *Rewrite        `json:"rewrite,omitempty"`
+
+	// Backends are chosen by weight. A backend that failed to resolve has Backend nil: the
+	// share of requests it would get answers 500, as the Gateway API requires.
+	Backends []WeightedBackend `json:"backends,omitempty"`
+
+	// RequestTimeout bounds the whole request (0: none); BackendTimeout one upstream try.
+	RequestTimeout time.Duration `json:"requestTimeout,omitempty"`
+	BackendTimeout time.Duration `json:"backendTimeout,omitempty"`
+
+	// ExtProc is the PostRouting processor of this route, after precedence, if any.
+	ExtProc *ExtProc `json:"extProc,omitempty"`
+}
+
+// PathMatchType is how a path is matched.
+type PathMatchType string
+
+// The path match types of the Gateway API.
+const (
+	PathExact  PathMatchType = "Exact"
+	PathPrefix PathMatchType = "PathPrefix"
+	PathRegex  PathMatchType = "RegularExpression"
+)
+
+// StringMatchType is how a header or query value is matched.
+type StringMatchType string
+
+// The header and query match types.
+const (
+	MatchExact StringMatchType = "Exact"
+	MatchRegex StringMatchType = "RegularExpression"
+)
+
+// Match is the conditions a request must meet, all of them.
+type Match struct {
+	PathType PathMatchType `json:"pathType"`
+	Path     string        `json:"path"`
+	// Method is empty for any method.
+	Method  string        `json:"method,omitempty"`
+	Headers []StringMatch `json:"headers,omitempty"`
+	Query   []StringMatch `json:"query,omitempty"`
+}
+
+// StringMatch matches one header (name canonical) or query parameter.
+type StringMatch struct {
+	Type  StringMatchType `json:"type"`
+	Name  string          `json:"name"`
+	Value string          `json:"value"`
+}
+
+// HeaderModifier is a RequestHeaderModifier or ResponseHeaderModifier filter.
+type HeaderModifier struct {
+	Set    []Header `json:"set,omitempty"`
+	Add    []Header `json:"add,omitempty"`
+	Remove []string `json:"remove,omitempty"`
+}
+
+// Header is a name and a value.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Redirect is a RequestRedirect filter. Empty fields keep the request's value.
+type Redirect struct {
+	Scheme     string   `json:"scheme,omitempty"`
+	Hostname   string   `json:"hostname,omitempty"`
+	Port       int32    `json:"port,omitempty"`
+	Path       *Rewrite `json:"path,omitempty"`
+	StatusCode int      `json:"statusCode"`
+}
+
+// RewriteType is how a path is rewritten.
+type RewriteType string
+
+// The path rewrite types.
+const (
+	ReplaceFullPath    RewriteType = "ReplaceFullPath"
+	ReplacePrefixMatch RewriteType = "ReplacePrefixMatch"
+)
+
+// Rewrite is a URLRewrite filter (or a redirect's path part).
+type Rewrite struct {
+	Hostname string      `json:"hostname,omitempty"`
+	PathType RewriteType `json:"pathType,omitempty"`
+	Path     string      `json:"path,omitempty"`
+}
+
+// WeightedBackend is one backendRef of a rule.
+type WeightedBackend struct {
+	Weight  int32    `json:"weight"`
+	Backend *Backend `json:"backend,omitempty"`
+}
+
+// UpstreamProtocol is how Sluice speaks to a backend.
+type UpstreamProtocol string
+
+// The upstream protocols.
+const (
+	UpstreamHTTP1 UpstreamProtocol = "HTTP/1.1"
+	UpstreamH2C   UpstreamProtocol = "h2c"
+	UpstreamHTTPS UpstreamProtocol = "https"
+)
+
+// Backend is a resolved set of endpoints.
+type Backend struct {
+	// Name is "backend/namespace/name" or "service/namespace/name:port".
+	Name      string           `json:"name"`
+	Protocol  UpstreamProtocol `json:"protocol"`
+	Endpoints []Endpoint       `json:"endpoints"`
+	// TLS holds the client TLS settings for UpstreamHTTPS.
+	TLS *BackendTLS `json:"tls,omitempty"`
+}
+
+// Endpoint is one address of a backend.
+type Endpoint struct {
+	Host string `json:"host"`
+	Port int32  `json:"port"`
+}
+
+// BackendTLS is the client side of a TLS connection to a backend.
+type BackendTLS struct {
+	SNI                string `json:"sni,omitempty"`
+	InsecureSkipVerify bool   `json:"insecureSkipVerify,omitempty"`
+	CAPEM              []byte `json:"-"`
+	ClientCertPEM      []byte `json:"-"`
+	ClientKeyPEM       []byte `json:"-"`
+}
+
+// ExtProc is an external processor attached to a listener or route: the policy's
+// settings, validated, with its backend resolved.
+type ExtProc struct {
+	// Policy is "namespace/name" of the TrafficPolicy it comes from.
+	Policy  string            `json:"policy"`
+	Backend *Backend          `json:"backend"`
+	Spec    *v1alpha1.ExtProc `json:"spec"`
+}
