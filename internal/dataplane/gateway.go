@@ -1,0 +1,251 @@
+// Package dataplane serves HTTP: listeners, routing, the proxy to upstreams and the filter
+// chain, all driven by an immutable Snapshot swapped atomically on each new configuration.
+package dataplane
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-gateway/sluice/internal/ir"
+)
+
+// Options configure a Gateway. Zero values take the documented defaults.
+type Options struct {
+	// BindAddress is the address listeners bind on. Default 0.0.0.0.
+	BindAddress string
+	// Logger receives operational logs. Default slog.Default().
+	Logger *slog.Logger
+	// AccessLog receives one line per request; nil disables the access log.
+	AccessLog *slog.Logger
+	// Metrics records per-route metrics; nil disables them.
+	Metrics *Metrics
+	// Upstreams are the connection pools to backends. Default: new pools.
+	Upstreams *Upstreams
+	// BuildFilter turns attached processors into filters. nil: processors are ignored.
+	BuildFilter FilterBuilder
+	// Limits protect the listeners.
+	Limits Limits
+}
+
+// Limits are the server-side protections of every listener.
+type Limits struct {
+	// MaxHeaderBytes bounds the request line and headers; larger requests get 431.
+	// Default 60 KiB.
+	MaxHeaderBytes int
+	// ReadHeaderTimeout bounds the wait for a request's headers. Default 10s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long. Default 60s.
+	IdleTimeout time.Duration
+	// MaxConcurrentStreams bounds concurrent HTTP/2 streams per connection. Default 100.
+	MaxConcurrentStreams int
+}
+
+func (l *Limits) defaults() {
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = 60 << 10
+	}
+	if l.ReadHeaderTimeout <= 0 {
+		l.ReadHeaderTimeout = 10 * time.Second
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = 60 * time.Second
+	}
+	if l.MaxConcurrentStreams <= 0 {
+		l.MaxConcurrentStreams = 100
+	}
+}
+
+// Gateway serves the listeners of the current configuration.
+type Gateway struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *Metrics
+	snap    atomic.Pointer[Snapshot]
+
+	mu      sync.Mutex
+	servers map[int32]*server
+	closed  bool
+}
+
+type server struct {
+	port     int32
+	protocol ir.Protocol
+	srv      *http.Server
+	ln       net.Listener
+	done     chan struct{}
+}
+
+// New returns a gateway that serves nothing until Apply.
+func New(o Options) *Gateway {
+	if o.BindAddress == "" {
+		o.BindAddress = "0.0.0.0"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Upstreams == nil {
+		o.Upstreams = NewUpstreams(UpstreamOptions{})
+	}
+	o.Limits.defaults()
+	return &Gateway{opts: o, log: o.Logger, metrics: o.Metrics, servers: make(map[int32]*server)}
+}
+
+// Snapshot returns the snapshot being served, nil before the first Apply.
+func (g *Gateway) Snapshot() *Snapshot { return g.snap.Load() }
+
+// Apply compiles cfg and serves it: new ports are bound first (a port that cannot be bound
+// fails the whole change and the old configuration keeps serving), then the snapshot is
+// swapped, then ports no longer configured are drained in the background.
+func (g *Gateway) Apply(cfg *ir.Config, extra any) error {
+	snap, err := Compile(cfg, g.opts.Upstreams, g.opts.BuildFilter)
+	if err != nil {
+		return fmt.Errorf("compiling the configuration: %w", err)
+	}
+	snap.Extra = extra
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return errors.New("gateway is shut down")
+	}
+	want := make(map[int32]ir.Protocol, len(cfg.Ports))
+	for _, p := range cfg.Ports {
+		want[p.Number] = p.Protocol
+	}
+	var started []*server
+	for _, p := range cfg.Ports {
+		if s, ok := g.servers[p.Number]; ok {
+			if s.protocol == p.Protocol {
+				continue
+			}
+			// A protocol change needs a new socket on the same port: free it first.
+			s.srv.Close()
+			<-s.done
+			delete(g.servers, p.Number)
+		}
+		s, err := g.listen(p.Number, p.Protocol)
+		if err != nil {
+			for _, s := range started {
+				s.srv.Close()
+				delete(g.servers, s.port)
+			}
+			return err
+		}
+		started = append(started, s)
+		g.servers[p.Number] = s
+	}
+	g.snap.Store(snap)
+	for _, s := range started {
+		go s.serve(g)
+	}
+	for port, s := range g.servers {
+		if _, ok := want[port]; !ok {
+			delete(g.servers, port)
+			go g.drain(s, g.opts.Limits.IdleTimeout)
+		}
+	}
+	return nil
+}
+
+func (g *Gateway) listen(port int32, proto ir.Protocol) (*server, error) {
+	addr := net.JoinHostPort(g.opts.BindAddress, strconv.Itoa(int(port)))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listener port %d: %w", port, err)
+	}
+	scheme := "http"
+	if proto == ir.ProtocolHTTPS {
+		scheme = "https"
+	}
+	lim := g.opts.Limits
+	srv := &http.Server{
+		Handler:           &portHandler{gw: g, port: port, scheme: scheme},
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: lim.MaxConcurrentStreams},
+		Protocols:         new(http.Protocols),
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+	srv.Protocols.SetHTTP1(true)
+	if proto == ir.ProtocolHTTPS {
+		srv.Protocols.SetHTTP2(true)
+		srv.TLSConfig = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				if s := g.snap.Load(); s != nil {
+					if ct := s.certs[port]; ct != nil {
+						if c := ct.get(hello.ServerName); c != nil {
+							return c, nil
+						}
+					}
+				}
+				return nil, fmt.Errorf("no certificate for %q on port %d", hello.ServerName, port)
+			},
+		}
+	} else {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return &server{port: port, protocol: proto, srv: srv, ln: ln, done: make(chan struct{})}, nil
+}
+
+func (s *server) serve(g *Gateway) {
+	defer close(s.done)
+	var err error
+	if s.protocol == ir.ProtocolHTTPS {
+		err = s.srv.ServeTLS(s.ln, "", "")
+	} else {
+		err = s.srv.Serve(s.ln)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		g.log.Error("listener stopped", "port", s.port, "error", err)
+	}
+}
+
+func (g *Gateway) drain(s *server, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		s.srv.Close()
+	}
+	<-s.done
+}
+
+// Shutdown stops accepting connections and waits for requests in flight to finish, until
+// ctx is done; then it closes what remains.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	g.closed = true
+	servers := g.servers
+	g.servers = map[int32]*server{}
+	g.mu.Unlock()
+	var errs []error
+	for _, s := range servers {
+		if err := s.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("port %d: %w", s.port, err))
+			s.srv.Close()
+		}
+		<-s.done
+	}
+	g.opts.Upstreams.Close()
+	return errors.Join(errs...)
+}
+
+// Addrs returns the bound address of each listening port.
+func (g *Gateway) Addrs() map[int32]net.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[int32]net.Addr, len(g.servers))
+	for p, s := range g.servers {
+		out[p] = s.ln.Addr()
+	}
+	return out
+}

@@ -1,0 +1,390 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/netip"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluice-gateway/sluice/internal/filter"
+)
+
+// errRequestTimeout is the cancellation cause when a route's timeout fires.
+var errRequestTimeout = errors.New("route timeout")
+
+// portHandler serves the requests of one listening port from the current snapshot.
+type portHandler struct {
+	gw     *Gateway
+	port   int32
+	scheme string
+}
+
+// exchange is the data plane's per-request state.
+type exchange struct {
+	filter.Exchange
+	rw  http.ResponseWriter
+	in  *http.Request
+	ctx context.Context
+	// cancel ends ctx; the cause says why (errRequestTimeout for route timeouts).
+	cancel context.CancelCauseFunc
+	// pending is the reply a filter made in its request phase.
+	pending *filter.LocalReply
+
+	route   *route
+	status  int
+	written int64
+	details string
+	// responders are the filters whose Request completed: they see the response, last first.
+	responders    []filter.Instance
+	instances     []filter.Instance
+	upstreamStart time.Time
+	upstreamDur   time.Duration
+}
+
+func (h *portHandler) ServeHTTP(rw http.ResponseWriter, in *http.Request) {
+	snap := h.gw.snap.Load()
+	ex := &exchange{rw: rw, in: in}
+	ex.Start = time.Now()
+	ex.Scheme = h.scheme
+	ex.TLS = in.TLS
+	ex.ClientAddr, _ = netip.ParseAddrPort(in.RemoteAddr)
+	if la, ok := in.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ta, ok := la.(*net.TCPAddr); ok {
+			ex.LocalAddr = ta.AddrPort()
+		}
+	}
+	ctx, cancel := context.WithCancelCause(in.Context())
+	defer cancel(nil)
+	ex.ctx, ex.cancel = ctx, cancel
+
+	var err error
+	defer func() { h.gw.finish(ex, err) }()
+
+	out := newOutRequest(ex, in)
+	ex.Request = out
+	if upgradeType(in.Header) == "" && in.ProtoMajor == 1 {
+		// Upload and download may overlap (streaming RPCs over HTTP/1.1, long uploads
+		// answered early): without full duplex the server would close the request body
+		// once the response starts.
+		_ = http.NewResponseController(rw).EnableFullDuplex()
+	}
+
+	var pt *portTable
+	if snap != nil {
+		pt = snap.ports[h.port]
+	}
+	if pt == nil {
+		err = h.gw.localReply(ex, filter.Reply(http.StatusNotFound, "no_listener", "no listener serves this port\n"))
+		return
+	}
+	lt := pt.selectListener(normalizeHost(out.Host))
+	if lt == nil {
+		err = h.gw.localReply(ex, filter.Reply(http.StatusNotFound, "no_listener", "no listener matches this host\n"))
+		return
+	}
+	if lt.pre != nil && !ex.runRequestFilter(lt.pre) {
+		err = h.gw.respondLocal(ex)
+		return
+	}
+	rt := lt.match(out)
+	if rt != nil && rt.extproc != nil {
+		ex.Route = rt.ir.Name
+		if !ex.runRequestFilter(rt.extproc) {
+			err = h.gw.respondLocal(ex)
+			return
+		}
+	}
+	if ex.ClearRouteCache {
+		ex.ClearRouteCache = false
+		rt = lt.match(out)
+	}
+	if rt == nil {
+		err = h.gw.localReply(ex, filter.Reply(http.StatusNotFound, "route_not_found", "no route matches this request\n"))
+		return
+	}
+	ex.route, ex.Route = rt, rt.ir.Name
+	err = h.gw.serveRoute(ex, rt)
+}
+
+// match chooses the route for the request as it is now.
+func (l *listenerTable) match(out *http.Request) *route {
+	vh := l.selectVhost(normalizeHost(out.Host))
+	if vh == nil {
+		return nil
+	}
+	return vh.match(out, out.URL.Path)
+}
+
+// runRequestFilter starts a filter and runs its request side. It returns false when the
+// filter answered locally; the reply is then in ex.pending.
+func (ex *exchange) runRequestFilter(f filter.Factory) bool {
+	inst := f.Start(&ex.Exchange)
+	ex.instances = append(ex.instances, inst)
+	if reply := inst.Request(ex.ctx, &ex.Exchange); reply != nil {
+		ex.pendingReply(reply)
+		return false
+	}
+	ex.responders = append(ex.responders, inst)
+	return true
+}
+
+func (ex *exchange) pendingReply(r *filter.LocalReply) { ex.details = r.Details; ex.pending = r }
+
+// newOutRequest prepares the request sent upstream: a shallow copy of the client's request
+// sharing its header map, which the handler owns, minus what belongs to the client's hop.
+func newOutRequest(ex *exchange, in *http.Request) *http.Request {
+	out := in.WithContext(ex.ctx)
+	u := *in.URL
+	out.URL = &u
+	out.RequestURI = ""
+	out.Close = false
+	if in.ContentLength == 0 {
+		// A nil body tells the transport there is none; http.NoBody would do too.
+		out.Body = nil
+	}
+	up := upgradeType(in.Header)
+	removeHopByHop(out.Header, true)
+	if up != "" {
+		out.Header["Connection"] = []string{"Upgrade"}
+		out.Header["Upgrade"] = []string{up}
+	}
+	if ip := ex.ClientAddr.Addr(); ip.IsValid() {
+		client := ip.Unmap().String()
+		if prior, ok := out.Header["X-Forwarded-For"]; ok {
+			client = strings.Join(prior, ", ") + ", " + client
+		}
+		out.Header["X-Forwarded-For"] = []string{client}
+	}
+	out.Header["X-Forwarded-Proto"] = []string{ex.Scheme}
+	out.Header["X-Forwarded-Host"] = []string{in.Host}
+	if id := out.Header["X-Request-Id"]; len(id) > 0 && id[0] != "" {
+		ex.ID = id[0]
+	} else {
+		ex.ID = newRequestID()
+		out.Header["X-Request-Id"] = []string{ex.ID}
+	}
+	return out
+}
+
+// serveRoute applies the route's own behaviour and proxies the request upstream.
+func (g *Gateway) serveRoute(ex *exchange, rt *route) error {
+	out := ex.Request
+	if rd := rt.ir.Redirect; rd != nil {
+		return g.localReply(ex, redirectReply(ex, rt))
+	}
+	rt.reqHeaders.apply(out.Header)
+	if rw := rt.ir.Rewrite; rw != nil {
+		applyRewrite(out, rt, rw)
+	}
+	if d := rt.timeout(); d > 0 {
+		t := time.AfterFunc(d, func() { ex.cancel(errRequestTimeout) })
+		defer t.Stop()
+	}
+	w, ok := rt.pickBackend()
+	if !ok || w.bal == nil {
+		return g.localReply(ex, filter.Reply(http.StatusInternalServerError, "backend_not_resolved", "the route's backend could not be resolved\n"))
+	}
+	ex.Backend = w.bal.backend.Name
+	addr := w.bal.pick()
+	if addr == "" {
+		return g.localReply(ex, filter.Reply(http.StatusServiceUnavailable, "no_healthy_upstream", "no healthy upstream\n"))
+	}
+	out.URL.Scheme = w.bal.scheme
+	out.URL.Host = addr
+	if out.Trailer == nil && len(ex.in.Trailer) > 0 {
+		out.Trailer = ex.in.Trailer
+	}
+	out = out.WithContext(httptrace.WithClientTrace(ex.ctx, ex.trace()))
+	ex.upstreamStart = time.Now()
+	resp, err := w.bal.tr.RoundTrip(out)
+	if err != nil {
+		return g.upstreamFailed(ex, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return g.handleUpgrade(ex, resp)
+	}
+	removeHopByHop(resp.Header, false)
+	rt.respHeaders.apply(resp.Header)
+	return g.respond(ex, resp)
+}
+
+func (rt *route) timeout() time.Duration {
+	d, b := rt.ir.RequestTimeout, rt.ir.BackendTimeout
+	if d == 0 || (b > 0 && b < d) {
+		d = b
+	}
+	return d
+}
+
+// trace forwards informational (1xx) responses to the client as they arrive.
+func (ex *exchange) trace() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, header textproto.MIMEHeader) error {
+			if code == http.StatusContinue {
+				// The client's server answers 100 Continue itself when the body is read.
+				return nil
+			}
+			h := ex.rw.Header()
+			for k, vv := range header {
+				h[k] = vv
+			}
+			ex.rw.WriteHeader(code)
+			clear(h)
+			return nil
+		},
+	}
+}
+
+// upstreamFailed maps a round-trip error to the reply the client gets.
+func (g *Gateway) upstreamFailed(ex *exchange, err error) error {
+	ex.upstreamDur = time.Since(ex.upstreamStart)
+	var lr *filter.LocalReply
+	var de *dialError
+	switch {
+	case errors.As(err, &lr):
+		return g.localReply(ex, lr)
+	case context.Cause(ex.ctx) == errRequestTimeout:
+		g.metrics.upstreamError(ex, "timeout")
+		return g.localReply(ex, filter.Reply(http.StatusGatewayTimeout, "upstream_timeout", "upstream request timeout\n"))
+	case ex.in.Context().Err() != nil:
+		ex.status, ex.details = 499, "downstream_disconnected"
+		return err
+	case errors.As(err, &de):
+		g.metrics.upstreamError(ex, "connect")
+		return g.localReply(ex, filter.Reply(http.StatusServiceUnavailable, "upstream_connect_failure", "upstream connect error\n"))
+	default:
+		g.metrics.upstreamError(ex, "reset")
+		return g.localReply(ex, filter.Reply(http.StatusBadGateway, "upstream_reset", "upstream connection error\n"))
+	}
+}
+
+// respond runs the response filters and sends resp to the client.
+func (g *Gateway) respond(ex *exchange, resp *http.Response) error {
+	ex.upstreamDur = time.Since(ex.upstreamStart)
+	for i := len(ex.responders) - 1; i >= 0; i-- {
+		if reply := ex.responders[i].Response(ex.ctx, &ex.Exchange, resp); reply != nil {
+			// Earlier filters still see the reply that replaces the response.
+			ex.responders = ex.responders[:i]
+			return g.localReply(ex, reply)
+		}
+	}
+	return g.write(ex, resp)
+}
+
+// write sends the response headers, streams the body and then the trailers.
+func (g *Gateway) write(ex *exchange, resp *http.Response) error {
+	h := ex.rw.Header()
+	for k, vv := range resp.Header {
+		h[k] = vv
+	}
+	delete(h, "Content-Length")
+	if resp.ContentLength >= 0 {
+		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+	}
+	announced := len(resp.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		h["Trailer"] = []string{strings.Join(keys, ", ")}
+	}
+	ex.status = resp.StatusCode
+	ex.rw.WriteHeader(resp.StatusCode)
+
+	flush := resp.ContentLength == -1 || isEventStream(resp.Header)
+	n, err := copyBody(ex.rw, resp.Body, flush)
+	ex.written += n
+	if err != nil {
+		var lr *filter.LocalReply
+		if errors.As(err, &lr) {
+			ex.details = lr.Details
+		}
+		if errors.Is(err, errClientWrite) {
+			ex.details = "downstream_disconnected"
+			return err
+		}
+		// The headers are gone: resetting the client's stream is the only way left to
+		// say that the response is incomplete.
+		ex.details = nonEmpty(ex.details, "upstream_reset_after_response_started")
+		g.metrics.upstreamError(ex, "reset_after_headers")
+		panic(http.ErrAbortHandler)
+	}
+	if len(resp.Trailer) > 0 {
+		for k, vv := range resp.Trailer {
+			if _, ok := h[k]; !ok && !isAnnounced(h["Trailer"], k) {
+				k = http.TrailerPrefix + k
+			}
+			h[k] = vv
+		}
+	}
+	return nil
+}
+
+func isAnnounced(trailer []string, k string) bool {
+	for _, t := range trailer {
+		for f := range strings.SplitSeq(t, ",") {
+			if strings.EqualFold(strings.TrimSpace(f), k) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isEventStream(h http.Header) bool {
+	ct := h["Content-Type"]
+	return len(ct) > 0 && strings.HasPrefix(ct[0], "text/event-stream")
+}
+
+func nonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// respondLocal sends the reply a filter made in its request phase.
+func (g *Gateway) respondLocal(ex *exchange) error {
+	r := ex.pending
+	ex.pending = nil
+	return g.localReply(ex, r)
+}
+
+// localReply sends a reply made by the gateway, through the response side of the filters
+// that already ran, as Envoy does.
+func (g *Gateway) localReply(ex *exchange, r *filter.LocalReply) error {
+	ex.details = nonEmpty(r.Details, ex.details)
+	resp := &http.Response{
+		StatusCode:    r.Status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        r.Header,
+		ContentLength: int64(len(r.Body)),
+		Body:          io.NopCloser(strings.NewReader(string(r.Body))),
+		Request:       ex.Request,
+	}
+	if resp.Header == nil {
+		resp.Header = make(http.Header)
+	}
+	if len(ex.responders) > 0 {
+		responders := ex.responders
+		ex.responders = nil
+		for i := len(responders) - 1; i >= 0; i-- {
+			if reply := responders[i].Response(ex.ctx, &ex.Exchange, resp); reply != nil {
+				ex.responders = responders[:i]
+				return g.localReply(ex, reply)
+			}
+		}
+	}
+	return g.write(ex, resp)
+}

@@ -1,0 +1,191 @@
+package dataplane
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-gateway/sluice/internal/ir"
+)
+
+// Upstreams holds the connection pools to backends. It lives outside configuration
+// snapshots so that a reload keeps every pooled connection: pools are keyed by protocol and
+// TLS identity, and each http.Transport pools per endpoint address.
+type Upstreams struct {
+	dialTimeout time.Duration
+
+	h1  *http.Transport
+	h2c *http.Transport
+
+	mu  sync.Mutex
+	tls map[string]*http.Transport // by TLS identity
+}
+
+// UpstreamOptions tune the upstream connection pools.
+type UpstreamOptions struct {
+	// DialTimeout bounds a TCP (and TLS) connect. Default 5s.
+	DialTimeout time.Duration
+	// MaxIdlePerEndpoint is the number of idle keep-alive connections kept per endpoint.
+	// Default 1024, so that a busy gateway does not churn connections.
+	MaxIdlePerEndpoint int
+	// IdleTimeout closes pooled connections unused for this long. Default 90s.
+	IdleTimeout time.Duration
+}
+
+// NewUpstreams returns empty pools.
+func NewUpstreams(o UpstreamOptions) *Upstreams {
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.MaxIdlePerEndpoint <= 0 {
+		o.MaxIdlePerEndpoint = 1024
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 90 * time.Second
+	}
+	u := &Upstreams{dialTimeout: o.DialTimeout, tls: make(map[string]*http.Transport)}
+	u.h1 = u.newTransport(o)
+	u.h1.Protocols = new(http.Protocols)
+	u.h1.Protocols.SetHTTP1(true)
+	u.h2c = u.newTransport(o)
+	u.h2c.Protocols = new(http.Protocols)
+	u.h2c.Protocols.SetUnencryptedHTTP2(true)
+	return u
+}
+
+func (u *Upstreams) newTransport(o UpstreamOptions) *http.Transport {
+	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, &dialError{err: err}
+			}
+			return c, nil
+		},
+		MaxIdleConns:        0,
+		MaxIdleConnsPerHost: o.MaxIdlePerEndpoint,
+		IdleConnTimeout:     o.IdleTimeout,
+		TLSHandshakeTimeout: o.DialTimeout,
+		// The gateway forwards bodies as they are: compression is the client's business.
+		DisableCompression: true,
+		// 1xx responses are forwarded through httptrace; the default limit is fine.
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+}
+
+// transport returns the pool for a backend.
+func (u *Upstreams) transport(b *ir.Backend) (*http.Transport, error) {
+	switch b.Protocol {
+	case ir.UpstreamH2C:
+		return u.h2c, nil
+	case ir.UpstreamHTTPS:
+		return u.tlsTransport(b.TLS)
+	default:
+		return u.h1, nil
+	}
+}
+
+func (u *Upstreams) tlsTransport(t *ir.BackendTLS) (*http.Transport, error) {
+	if t == nil {
+		t = &ir.BackendTLS{}
+	}
+	key := fmt.Sprintf("%s|%t|%x|%x|%x", t.SNI, t.InsecureSkipVerify, t.CAPEM, t.ClientCertPEM, t.ClientKeyPEM)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if tr, ok := u.tls[key]; ok {
+		return tr, nil
+	}
+	cfg, err := ClientTLSConfig(t)
+	if err != nil {
+		return nil, err
+	}
+	tr := u.h1.Clone()
+	tr.Protocols = nil
+	tr.ForceAttemptHTTP2 = true
+	tr.TLSClientConfig = cfg
+	u.tls[key] = tr
+	return tr, nil
+}
+
+// ClientTLSConfig builds the client TLS configuration for a backend.
+func ClientTLSConfig(t *ir.BackendTLS) (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: t.SNI, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if len(t.CAPEM) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(t.CAPEM) {
+			return nil, errors.New("backend TLS: no certificate found in the CA bundle")
+		}
+		cfg.RootCAs = pool
+	}
+	if len(t.ClientCertPEM) > 0 {
+		cert, err := tls.X509KeyPair(t.ClientCertPEM, t.ClientKeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("backend TLS client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// Close drops idle pooled connections.
+func (u *Upstreams) Close() {
+	u.h1.CloseIdleConnections()
+	u.h2c.CloseIdleConnections()
+	u.mu.Lock()
+	for _, t := range u.tls {
+		t.CloseIdleConnections()
+	}
+	u.mu.Unlock()
+}
+
+// dialError marks a failure to connect, which answers 503 rather than 502.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "connect: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// balancer picks endpoints of one backend round-robin.
+type balancer struct {
+	backend *ir.Backend
+	addrs   []string
+	next    atomic.Uint32
+	tr      *http.Transport
+	scheme  string
+}
+
+func newBalancer(b *ir.Backend, u *Upstreams) (*balancer, error) {
+	tr, err := u.transport(b)
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: %w", b.Name, err)
+	}
+	bl := &balancer{backend: b, tr: tr, scheme: "http"}
+	if b.Protocol == ir.UpstreamHTTPS {
+		bl.scheme = "https"
+	}
+	for _, e := range b.Endpoints {
+		bl.addrs = append(bl.addrs, net.JoinHostPort(e.Host, strconv.Itoa(int(e.Port))))
+	}
+	return bl, nil
+}
+
+// pick returns the next endpoint address, or "" when the backend has none.
+func (b *balancer) pick() string {
+	switch len(b.addrs) {
+	case 0:
+		return ""
+	case 1:
+		return b.addrs[0]
+	}
+	n := b.next.Add(1)
+	return b.addrs[int(n-1)%len(b.addrs)]
+}
