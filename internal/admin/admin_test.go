@@ -1,0 +1,51 @@
+package admin
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func TestEndpoints(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_test_total", Help: "test"})
+	reg.MustRegister(c)
+	c.Inc()
+	var cfg any
+	s := New(reg, func() any { return cfg })
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		b, _ := io.ReadAll(rec.Body)
+		return rec.Code, string(b)
+	}
+	for _, tc := range []struct {
+		path   string
+		status int
+		body   string
+	}{
+		{"/healthz", 200, "ok"},
+		{"/readyz", 503, "not ready"},
+		{"/config", 503, "no configuration"},
+		{"/metrics", 200, "sluice_test_total 1"},
+		{"/debug/pprof/", 200, "goroutine"},
+	} {
+		code, body := get(tc.path)
+		if code != tc.status || !strings.Contains(body, tc.body) {
+			t.Errorf("GET %s = %d %q, want %d containing %q", tc.path, code, body, tc.status, tc.body)
+		}
+	}
+	s.SetReady(true)
+	cfg = map[string]int{"ports": 1}
+	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, "ready") {
+		t.Errorf("/readyz after SetReady = %d %q", code, body)
+	}
+	if code, body := get("/config"); code != 200 || !strings.Contains(body, `"ports": 1`) {
+		t.Errorf("/config = %d %q", code, body)
+	}
+}
