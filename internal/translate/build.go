@@ -1,0 +1,98 @@
+package translate
+
+import (
+	"sort"
+
+	"github.com/sluice-gateway/sluice/internal/ir"
+)
+
+// buildConfig assembles the IR from the served listeners and their attached routes:
+// listeners merged into ports, routes grouped into virtual hosts, precedence and
+// policies applied.
+func (t *translator) buildConfig() {
+	ports := map[int32]*ir.Port{}
+	for _, gs := range t.ourGateways {
+		if gs.invalid != nil {
+			continue
+		}
+		for _, l := range gs.listeners {
+			if !l.ready() {
+				continue
+			}
+			p := ports[l.spec.Port]
+			if p == nil {
+				p = &ir.Port{Number: l.spec.Port, Protocol: l.protocol}
+				ports[l.spec.Port] = p
+			}
+			l.ir = t.buildListener(l)
+			p.Listeners = append(p.Listeners, l.ir)
+		}
+	}
+	cfg := t.result.Config
+	for _, p := range ports {
+		sort.Slice(p.Listeners, func(i, j int) bool {
+			a, b := p.Listeners[i], p.Listeners[j]
+			if a.Hostname != b.Hostname {
+				return hostLess(a.Hostname, b.Hostname)
+			}
+			return a.Name < b.Name
+		})
+		cfg.Ports = append(cfg.Ports, p)
+	}
+	sort.Slice(cfg.Ports, func(i, j int) bool { return cfg.Ports[i].Number < cfg.Ports[j].Number })
+}
+
+// buildListener makes the IR of one ready listener.
+func (t *translator) buildListener(l *listenerState) *ir.Listener {
+	out := &ir.Listener{
+		Name:         l.name,
+		Gateway:      l.gw.key.String(),
+		SectionName:  string(l.spec.Name),
+		Hostname:     l.hostname,
+		Certificates: l.certs,
+		PreRouting:   t.preRouting(l),
+		VirtualHosts: []*ir.VirtualHost{},
+	}
+	hosts := map[string][]*routeEntry{}
+	for _, a := range l.attachments {
+		rs := a.route
+		if rs.badHostnames != nil {
+			continue
+		}
+		for _, rule := range rs.rules {
+			if len(rule.routes) == 0 {
+				continue
+			}
+			ext := t.postRouting(l, rs, rule)
+			for j, tmpl := range rule.routes {
+				for _, h := range a.hostnames {
+					r := *tmpl
+					r.ExtProc = ext
+					hosts[h] = append(hosts[h], &routeEntry{
+						r:          &r,
+						created:    rs.route.CreationTimestamp,
+						namespace:  rs.key.Namespace,
+						name:       rs.key.Name,
+						ruleIndex:  rule.index,
+						matchIndex: j,
+					})
+				}
+			}
+		}
+	}
+	names := make([]string, 0, len(hosts))
+	for h := range hosts {
+		names = append(names, h)
+	}
+	sortHostnames(names)
+	for _, h := range names {
+		entries := hosts[h]
+		sort.Slice(entries, func(i, j int) bool { return routeLess(entries[i], entries[j]) })
+		vh := &ir.VirtualHost{Hostname: h, Routes: make([]*ir.Route, len(entries))}
+		for i, e := range entries {
+			vh.Routes[i] = e.r
+		}
+		out.VirtualHosts = append(out.VirtualHosts, vh)
+	}
+	return out
+}

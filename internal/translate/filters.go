@@ -1,0 +1,198 @@
+package translate
+
+import (
+	"fmt"
+
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/sluice-gateway/sluice/internal/ir"
+)
+
+// redirectCodes are the status codes a RequestRedirect may use.
+var redirectCodes = map[int]bool{301: true, 302: true, 303: true, 307: true, 308: true}
+
+// compileFilters validates the filters of a rule and stores them on r. Each filter type
+// may appear once; RequestRedirect and URLRewrite exclude each other; a ReplacePrefixMatch
+// needs the rule to have exactly one PathPrefix match. Filters Sluice does not implement
+// invalidate the rule rather than being skipped: serving a route without, say, its
+// authentication filter would be worse than not serving it.
+func compileFilters(rule *gwv1.HTTPRouteRule, ruleField string, r *ir.Route, errs *ruleErrors) {
+	seen := map[gwv1.HTTPRouteFilterType]bool{}
+	for i := range rule.Filters {
+		f := &rule.Filters[i]
+		field := fmt.Sprintf("%s.filters[%d]", ruleField, i)
+		if seen[f.Type] {
+			errs.fail(field+".type", string(gwv1.RouteReasonUnsupportedValue),
+				fmt.Sprintf("filter %s is given twice", f.Type))
+			continue
+		}
+		seen[f.Type] = true
+		missing := func(name string) {
+			errs.fail(field+"."+name, string(gwv1.RouteReasonUnsupportedValue),
+				fmt.Sprintf("required for filter type %s", f.Type))
+		}
+		switch f.Type {
+		case gwv1.HTTPRouteFilterRequestHeaderModifier:
+			if f.RequestHeaderModifier == nil {
+				missing("requestHeaderModifier")
+				continue
+			}
+			r.RequestHeaders = headerModifier(f.RequestHeaderModifier, field+".requestHeaderModifier", errs)
+		case gwv1.HTTPRouteFilterResponseHeaderModifier:
+			if f.ResponseHeaderModifier == nil {
+				missing("responseHeaderModifier")
+				continue
+			}
+			r.ResponseHeaders = headerModifier(f.ResponseHeaderModifier, field+".responseHeaderModifier", errs)
+		case gwv1.HTTPRouteFilterRequestRedirect:
+			if f.RequestRedirect == nil {
+				missing("requestRedirect")
+				continue
+			}
+			r.Redirect = redirect(f.RequestRedirect, field+".requestRedirect", errs)
+		case gwv1.HTTPRouteFilterURLRewrite:
+			if f.URLRewrite == nil {
+				missing("urlRewrite")
+				continue
+			}
+			r.Rewrite = rewrite(f.URLRewrite, field+".urlRewrite", errs)
+		default:
+			errs.fail(field+".type", string(gwv1.RouteReasonUnsupportedValue),
+				fmt.Sprintf("filter type %q is not supported, expected RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect or URLRewrite", f.Type))
+		}
+	}
+	if seen[gwv1.HTTPRouteFilterRequestRedirect] && seen[gwv1.HTTPRouteFilterURLRewrite] {
+		errs.fail(ruleField+".filters", string(gwv1.RouteReasonIncompatibleFilters),
+			"RequestRedirect and URLRewrite cannot be combined")
+	}
+	prefixRewrite := (r.Rewrite != nil && r.Rewrite.PathType == ir.ReplacePrefixMatch) ||
+		(r.Redirect != nil && r.Redirect.Path != nil && r.Redirect.Path.PathType == ir.ReplacePrefixMatch)
+	if prefixRewrite && !singlePrefixMatch(rule) {
+		errs.fail(ruleField+".matches", string(gwv1.RouteReasonUnsupportedValue),
+			"ReplacePrefixMatch needs exactly one match, of type PathPrefix")
+	}
+}
+
+// singlePrefixMatch reports whether the rule has exactly one match and it is a path
+// prefix (the default match counts).
+func singlePrefixMatch(rule *gwv1.HTTPRouteRule) bool {
+	switch len(rule.Matches) {
+	case 0:
+		return true
+	case 1:
+		p := rule.Matches[0].Path
+		return p == nil || p.Type == nil || *p.Type == gwv1.PathMatchPathPrefix
+	}
+	return false
+}
+
+func headerModifier(h *gwv1.HTTPHeaderFilter, field string, errs *ruleErrors) *ir.HeaderModifier {
+	out := &ir.HeaderModifier{}
+	check := func(f, name string) bool {
+		if !tokenRE.MatchString(name) {
+			errs.fail(f, string(gwv1.RouteReasonUnsupportedValue), fmt.Sprintf("%q is not a valid HTTP header name", name))
+			return false
+		}
+		return true
+	}
+	for i, x := range h.Set {
+		if check(fmt.Sprintf("%s.set[%d].name", field, i), string(x.Name)) {
+			out.Set = append(out.Set, ir.Header{Name: string(x.Name), Value: x.Value})
+		}
+	}
+	for i, x := range h.Add {
+		if check(fmt.Sprintf("%s.add[%d].name", field, i), string(x.Name)) {
+			out.Add = append(out.Add, ir.Header{Name: string(x.Name), Value: x.Value})
+		}
+	}
+	for i, name := range h.Remove {
+		if check(fmt.Sprintf("%s.remove[%d]", field, i), name) {
+			out.Remove = append(out.Remove, name)
+		}
+	}
+	return out
+}
+
+func redirect(f *gwv1.HTTPRequestRedirectFilter, field string, errs *ruleErrors) *ir.Redirect {
+	out := &ir.Redirect{StatusCode: 302}
+	if f.Scheme != nil {
+		if *f.Scheme != "http" && *f.Scheme != "https" {
+			errs.fail(field+".scheme", string(gwv1.RouteReasonUnsupportedValue),
+				fmt.Sprintf("%q is not supported, expected http or https", *f.Scheme))
+		}
+		out.Scheme = *f.Scheme
+	}
+	if f.Hostname != nil {
+		if err := validateHostname(string(*f.Hostname), false); err != nil {
+			errs.fail(field+".hostname", string(gwv1.RouteReasonUnsupportedValue), err.Error())
+		}
+		out.Hostname = string(*f.Hostname)
+	}
+	if f.Port != nil {
+		if *f.Port < 1 || *f.Port > 65535 {
+			errs.fail(field+".port", string(gwv1.RouteReasonUnsupportedValue), fmt.Sprintf("port %d is out of range 1-65535", *f.Port))
+		}
+		out.Port = *f.Port
+	}
+	if f.StatusCode != nil {
+		if !redirectCodes[*f.StatusCode] {
+			errs.fail(field+".statusCode", string(gwv1.RouteReasonUnsupportedValue),
+				fmt.Sprintf("%d is not supported, expected 301, 302, 303, 307 or 308", *f.StatusCode))
+		}
+		out.StatusCode = *f.StatusCode
+	}
+	if f.Path != nil {
+		out.Path = pathModifier(f.Path, field+".path", errs)
+	}
+	return out
+}
+
+func rewrite(f *gwv1.HTTPURLRewriteFilter, field string, errs *ruleErrors) *ir.Rewrite {
+	out := &ir.Rewrite{}
+	if f.Hostname != nil {
+		if err := validateHostname(string(*f.Hostname), false); err != nil {
+			errs.fail(field+".hostname", string(gwv1.RouteReasonUnsupportedValue), err.Error())
+		}
+		out.Hostname = string(*f.Hostname)
+	}
+	if f.Path != nil {
+		p := pathModifier(f.Path, field+".path", errs)
+		out.PathType, out.Path = p.PathType, p.Path
+	}
+	return out
+}
+
+// pathModifier validates a ReplaceFullPath or ReplacePrefixMatch.
+func pathModifier(p *gwv1.HTTPPathModifier, field string, errs *ruleErrors) *ir.Rewrite {
+	out := &ir.Rewrite{PathType: ir.RewriteType(p.Type)}
+	var value *string
+	switch p.Type {
+	case gwv1.FullPathHTTPPathModifier:
+		value = p.ReplaceFullPath
+		if p.ReplacePrefixMatch != nil {
+			errs.fail(field+".replacePrefixMatch", string(gwv1.RouteReasonUnsupportedValue), "must not be set with type ReplaceFullPath")
+		}
+	case gwv1.PrefixMatchHTTPPathModifier:
+		value = p.ReplacePrefixMatch
+		if p.ReplaceFullPath != nil {
+			errs.fail(field+".replaceFullPath", string(gwv1.RouteReasonUnsupportedValue), "must not be set with type ReplacePrefixMatch")
+		}
+	default:
+		errs.fail(field+".type", string(gwv1.RouteReasonUnsupportedValue),
+			fmt.Sprintf("%q is not supported, expected ReplaceFullPath or ReplacePrefixMatch", p.Type))
+		return out
+	}
+	if value == nil {
+		name := "replaceFullPath"
+		if p.Type == gwv1.PrefixMatchHTTPPathModifier {
+			name = "replacePrefixMatch"
+		}
+		errs.fail(field+"."+name, string(gwv1.RouteReasonUnsupportedValue), "required for type "+string(p.Type))
+		return out
+	}
+	if err := validatePath(*value); err != nil {
+		errs.fail(field, string(gwv1.RouteReasonUnsupportedValue), err.Error())
+	}
+	out.Path = *value
+	return out
+}

@@ -1,0 +1,263 @@
+package translate
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+)
+
+// routeState is one HTTPRoute and what translation found out about it.
+type routeState struct {
+	route     *gwv1.HTTPRoute
+	key       types.NamespacedName
+	hostnames []string
+	// badHostnames, when set, keeps the route from attaching anywhere: serving it on
+	// fewer hostnames than written could widen it to every host.
+	badHostnames *condState
+	rules        []*ruleState
+	// invalidRule is the first rule that failed (UnsupportedValue, IncompatibleFilters).
+	invalidRule *condState
+	validRules  int
+	// unresolved is the first backendRef that did not resolve.
+	unresolved *condState
+	parents    []*parentState
+}
+
+// parentState is the outcome of one parentRef of a route that names a served Gateway.
+type parentState struct {
+	ref      gwv1.ParentReference // defaulted: group, kind and namespace set
+	index    int
+	accepted *condState // nil when attached
+}
+
+// attachment is a route attached to a listener, and the hostnames it serves there.
+type attachment struct {
+	route     *routeState
+	hostnames []string
+}
+
+// translateRoutes compiles every HTTPRoute's rules and attaches it to the listeners its
+// parentRefs select.
+func (t *translator) translateRoutes() {
+	routes := append([]*gwv1.HTTPRoute(nil), t.res.HTTPRoutes...)
+	sort.Slice(routes, func(i, j int) bool { return olderFirst(routes[i], routes[j]) })
+	for _, r := range routes {
+		rs := &routeState{route: r, key: key(r)}
+		t.routeStates = append(t.routeStates, rs)
+		t.routeByName[rs.key] = rs
+		t.routeHostnames(rs)
+		t.compileRules(rs)
+		for i := range r.Spec.ParentRefs {
+			t.attachParent(rs, i)
+		}
+	}
+}
+
+// routeProblem records a problem on route rs and returns the failed condition.
+func (t *translator) routeProblem(rs *routeState, field, reason, msg string) *condState {
+	return &condState{reason: reason, msg: t.problem(KindHTTPRoute, rs.key.Namespace, rs.key.Name, field, msg)}
+}
+
+func (t *translator) routeHostnames(rs *routeState) {
+	for i, h := range rs.route.Spec.Hostnames {
+		if err := validateHostname(string(h), true); err != nil {
+			c := t.routeProblem(rs, fmt.Sprintf("spec.hostnames[%d]", i), string(gwv1.RouteReasonUnsupportedValue), err.Error())
+			if rs.badHostnames == nil {
+				rs.badHostnames = c
+			}
+			continue
+		}
+		rs.hostnames = append(rs.hostnames, strings.ToLower(string(h)))
+	}
+}
+
+// attachParent resolves parentRef i of rs and attaches the route to the listeners it
+// selects that allow it and share a hostname with it.
+func (t *translator) attachParent(rs *routeState, i int) {
+	ref := rs.route.Spec.ParentRefs[i]
+	field := fmt.Sprintf("spec.parentRefs[%d]", i)
+	if ref.Group == nil {
+		ref.Group = ptr(gwv1.Group(gwv1.GroupName))
+	}
+	if ref.Kind == nil {
+		ref.Kind = ptr(gwv1.Kind(KindGateway))
+	}
+	if ref.Namespace == nil {
+		ref.Namespace = ptr(gwv1.Namespace(rs.key.Namespace))
+	}
+	if string(*ref.Group) != gwv1.GroupName || string(*ref.Kind) != KindGateway {
+		// Another kind of parent (a Service for a mesh, say) is not ours to report on,
+		// except in file mode where nobody else reads these files.
+		if t.opts.AllGatewayClasses {
+			t.problem(KindHTTPRoute, rs.key.Namespace, rs.key.Name, field,
+				fmt.Sprintf("parent kind %s is not supported, expected %s/Gateway", groupKind(string(*ref.Group), string(*ref.Kind)), gwv1.GroupName))
+		}
+		return
+	}
+	gwKey := types.NamespacedName{Namespace: string(*ref.Namespace), Name: string(ref.Name)}
+	gs := t.gwByName[gwKey]
+	if gs == nil {
+		if t.gateways[gwKey] == nil && t.opts.AllGatewayClasses {
+			ps := &parentState{ref: ref, index: i}
+			ps.accepted = t.routeProblem(rs, field, string(gwv1.RouteReasonNoMatchingParent),
+				fmt.Sprintf("gateway %s not found", gwKey))
+			rs.parents = append(rs.parents, ps)
+		}
+		return
+	}
+	ps := &parentState{ref: ref, index: i}
+	rs.parents = append(rs.parents, ps)
+	if gs.invalid != nil {
+		ps.accepted = t.routeProblem(rs, field, string(gwv1.RouteReasonNoMatchingParent),
+			fmt.Sprintf("gateway %s is not accepted", gwKey))
+		return
+	}
+
+	var candidates []*listenerState
+	for _, l := range gs.listeners {
+		if ref.SectionName != nil && l.spec.Name != *ref.SectionName {
+			continue
+		}
+		if ref.Port != nil && l.spec.Port != *ref.Port {
+			continue
+		}
+		candidates = append(candidates, l)
+	}
+	if len(candidates) == 0 {
+		ps.accepted = t.routeProblem(rs, field, string(gwv1.RouteReasonNoMatchingParent),
+			fmt.Sprintf("gateway %s has no listener%s", gwKey, describeSection(ref)))
+		return
+	}
+
+	var allowed []*listenerState
+	for _, l := range candidates {
+		if t.listenerAllows(l, rs.key.Namespace) {
+			allowed = append(allowed, l)
+		}
+	}
+	if len(allowed) == 0 {
+		ps.accepted = t.routeProblem(rs, field, string(gwv1.RouteReasonNotAllowedByListeners),
+			fmt.Sprintf("no listener of gateway %s%s allows HTTPRoutes from namespace %s", gwKey, describeSection(ref), rs.key.Namespace))
+		return
+	}
+
+	attached := 0
+	for _, l := range allowed {
+		hosts := effectiveHostnames(l.hostname, rs.hostnames)
+		if len(hosts) == 0 {
+			continue
+		}
+		attached++
+		t.attach(l, rs, hosts)
+	}
+	if attached == 0 {
+		ps.accepted = t.routeProblem(rs, field, string(gwv1.RouteReasonNoMatchingListenerHostname),
+			fmt.Sprintf("no hostname of the route intersects the hostname of a listener of gateway %s%s", gwKey, describeSection(ref)))
+		return
+	}
+	switch {
+	case rs.badHostnames != nil:
+		ps.accepted = rs.badHostnames
+	case rs.validRules == 0 && rs.invalidRule != nil:
+		ps.accepted = rs.invalidRule
+	}
+}
+
+// attach adds rs to listener l with hostnames hosts, once: a route whose parentRefs select
+// the same listener twice serves the union of the hostnames.
+func (t *translator) attach(l *listenerState, rs *routeState, hosts []string) {
+	if a := l.attachedBy[rs]; a != nil {
+		a.hostnames = mergeHostnames(a.hostnames, hosts)
+		return
+	}
+	if l.attachedBy == nil {
+		l.attachedBy = map[*routeState]*attachment{}
+	}
+	a := &attachment{route: rs, hostnames: hosts}
+	l.attachedBy[rs] = a
+	l.attachedRoutes++
+	l.attachments = append(l.attachments, a)
+}
+
+func mergeHostnames(a, b []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, h := range append(append([]string(nil), a...), b...) {
+		if !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	sortHostnames(out)
+	return out
+}
+
+func describeSection(ref gwv1.ParentReference) string {
+	var parts []string
+	if ref.SectionName != nil {
+		parts = append(parts, fmt.Sprintf("named %q", *ref.SectionName))
+	}
+	if ref.Port != nil {
+		parts = append(parts, fmt.Sprintf("on port %d", *ref.Port))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " " + strings.Join(parts, " ")
+}
+
+// listenerAllows reports whether listener l accepts HTTPRoutes from namespace ns.
+func (t *translator) listenerAllows(l *listenerState, ns string) bool {
+	// supportedKinds is empty for unsupported protocols, so no route attaches there.
+	kindOK := false
+	for _, k := range l.supportedKinds {
+		if k.Kind == KindHTTPRoute {
+			kindOK = true
+		}
+	}
+	if !kindOK {
+		return false
+	}
+	from := gwv1.NamespacesFromSame
+	var selector *metav1.LabelSelector
+	if ar := l.spec.AllowedRoutes; ar != nil && ar.Namespaces != nil {
+		if ar.Namespaces.From != nil {
+			from = *ar.Namespaces.From
+		}
+		selector = ar.Namespaces.Selector
+	}
+	switch from {
+	case gwv1.NamespacesFromAll:
+		return true
+	case gwv1.NamespacesFromSame:
+		return ns == l.gw.key.Namespace
+	case gwv1.NamespacesFromSelector:
+		if selector == nil {
+			return false
+		}
+		sel, err := metav1.LabelSelectorAsSelector(selector)
+		if err != nil {
+			return false
+		}
+		return sel.Matches(labels.Set(t.namespaceLabels(ns)))
+	}
+	return false
+}
+
+// namespaceLabels returns the labels of namespace ns, always including
+// kubernetes.io/metadata.name as Kubernetes does.
+func (t *translator) namespaceLabels(ns string) map[string]string {
+	out := map[string]string{corev1.LabelMetadataName: ns}
+	if n := t.namespaces[ns]; n != nil {
+		for k, v := range n.Labels {
+			out[k] = v
+		}
+	}
+	return out
+}
