@@ -79,7 +79,7 @@ func TestProblemString(t *testing.T) {
 	}{
 		{translate.Problem{Kind: "HTTPRoute", Namespace: "default", Name: "web", Origin: "file.yaml#2",
 			Field: "spec.rules[0].backendRefs[0]", Message: "backend default/nope not found"},
-			"file.yaml#2: HTTPRoute default/web: spec.rules[0].backendRefs[0]: backend default/nope not found"},
+			"file.yaml#2 (HTTPRoute default/web): spec.rules[0].backendRefs[0]: backend default/nope not found"},
 		{translate.Problem{Kind: "Gateway", Namespace: "x", Name: "g", Message: "broken"}, "Gateway x/g: broken"},
 		{translate.Problem{Kind: "GatewayClass", Name: "c", Field: "spec", Message: "m"}, "GatewayClass c: spec: m"},
 	}

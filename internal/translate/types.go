@@ -143,15 +143,20 @@ type Problem struct {
 	Message string `json:"message"`
 }
 
-// String is "origin: Kind namespace/name: field: message", leaving out what is unknown.
+// String is "origin (Kind namespace/name): field: message", leaving out what is unknown:
+// the same form as the file provider's decoding errors.
 func (p Problem) String() string {
 	var b strings.Builder
+	obj := ObjectKey{Kind: p.Kind, Namespace: p.Namespace, Name: p.Name}.String()
 	if p.Origin != "" {
 		b.WriteString(p.Origin)
+		b.WriteString(" (")
+		b.WriteString(obj)
+		b.WriteString("): ")
+	} else {
+		b.WriteString(obj)
 		b.WriteString(": ")
 	}
-	b.WriteString(ObjectKey{Kind: p.Kind, Namespace: p.Namespace, Name: p.Name}.String())
-	b.WriteString(": ")
 	if p.Field != "" {
 		b.WriteString(p.Field)
 		b.WriteString(": ")
