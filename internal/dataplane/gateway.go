@@ -73,7 +73,10 @@ type Gateway struct {
 
 	mu      sync.Mutex
 	servers map[int32]*server
-	closed  bool
+	// draining are the servers of ports removed by a reload, until their drain ends;
+	// Shutdown waits for them too.
+	draining map[*server]struct{}
+	closed   bool
 }
 
 type server struct {
@@ -96,7 +99,7 @@ func New(o Options) *Gateway {
 		o.Upstreams = NewUpstreams(UpstreamOptions{})
 	}
 	o.Limits.defaults()
-	return &Gateway{opts: o, log: o.Logger, metrics: o.Metrics, servers: make(map[int32]*server)}
+	return &Gateway{opts: o, log: o.Logger, metrics: o.Metrics, servers: make(map[int32]*server), draining: make(map[*server]struct{})}
 }
 
 // Snapshot returns the snapshot being served, nil before the first Apply.
@@ -134,7 +137,8 @@ func (g *Gateway) Apply(cfg *ir.Config, extra any) error {
 		s, err := g.listen(p.Number, p.Protocol)
 		if err != nil {
 			for _, s := range started {
-				s.srv.Close()
+				// Serve never ran, so the server does not own the listener yet.
+				s.ln.Close()
 				delete(g.servers, s.port)
 			}
 			return err
@@ -149,6 +153,7 @@ func (g *Gateway) Apply(cfg *ir.Config, extra any) error {
 	for port, s := range g.servers {
 		if _, ok := want[port]; !ok {
 			delete(g.servers, port)
+			g.draining[s] = struct{}{}
 			go g.drain(s, g.opts.Limits.IdleTimeout)
 		}
 	}
@@ -217,6 +222,9 @@ func (g *Gateway) drain(s *server, timeout time.Duration) {
 		s.srv.Close()
 	}
 	<-s.done
+	g.mu.Lock()
+	delete(g.draining, s)
+	g.mu.Unlock()
 }
 
 // Shutdown stops accepting connections and waits for requests in flight to finish, until
@@ -224,7 +232,13 @@ func (g *Gateway) drain(s *server, timeout time.Duration) {
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	g.closed = true
-	servers := g.servers
+	servers := make([]*server, 0, len(g.servers)+len(g.draining))
+	for _, s := range g.servers {
+		servers = append(servers, s)
+	}
+	for s := range g.draining {
+		servers = append(servers, s)
+	}
 	g.servers = map[int32]*server{}
 	g.mu.Unlock()
 	var errs []error

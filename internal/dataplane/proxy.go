@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -46,6 +47,8 @@ type exchange struct {
 	instances     []filter.Instance
 	upstreamStart time.Time
 	upstreamDur   time.Duration
+	// aborted is why the response was cut short after its headers went out.
+	aborted error
 }
 
 func (h *portHandler) ServeHTTP(rw http.ResponseWriter, in *http.Request) {
@@ -65,7 +68,19 @@ func (h *portHandler) ServeHTTP(rw http.ResponseWriter, in *http.Request) {
 	ex.ctx, ex.cancel = ctx, cancel
 
 	var err error
-	defer func() { h.gw.finish(ex, err) }()
+	defer func() {
+		if p := recover(); p != nil {
+			// A response cut short (http.ErrAbortHandler) still ends the exchange, and
+			// its filters must hear that it failed; net/http then resets the client.
+			err = ex.aborted
+			if err == nil {
+				err = fmt.Errorf("handler panic: %v", p)
+			}
+			h.gw.finish(ex, err)
+			panic(p)
+		}
+		h.gw.finish(ex, err)
+	}()
 
 	out := newOutRequest(ex, in)
 	ex.Request = out
@@ -84,7 +99,8 @@ func (h *portHandler) ServeHTTP(rw http.ResponseWriter, in *http.Request) {
 		err = h.gw.localReply(ex, filter.Reply(http.StatusNotFound, "no_listener", "no listener serves this port\n"))
 		return
 	}
-	lt := pt.selectListener(normalizeHost(out.Host))
+	var hb hostBuf
+	lt := pt.selectListener(hb.normalize(out.Host))
 	if lt == nil {
 		err = h.gw.localReply(ex, filter.Reply(http.StatusNotFound, "no_listener", "no listener matches this host\n"))
 		return
@@ -115,7 +131,8 @@ func (h *portHandler) ServeHTTP(rw http.ResponseWriter, in *http.Request) {
 
 // match chooses the route for the request as it is now.
 func (l *listenerTable) match(out *http.Request) *route {
-	vh := l.selectVhost(normalizeHost(out.Host))
+	var hb hostBuf
+	vh := l.selectVhost(hb.normalize(out.Host))
 	if vh == nil {
 		return nil
 	}
@@ -286,7 +303,9 @@ func (g *Gateway) write(ex *exchange, resp *http.Response) error {
 		h[k] = vv
 	}
 	delete(h, "Content-Length")
-	if resp.ContentLength >= 0 {
+	// An HTTP/2 upstream may send a length and trailers; HTTP/1.1 can carry trailers
+	// only in a chunked body, so announced trailers win over the length.
+	if resp.ContentLength >= 0 && len(resp.Trailer) == 0 {
 		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 	}
 	announced := len(resp.Trailer)
@@ -301,6 +320,11 @@ func (g *Gateway) write(ex *exchange, resp *http.Response) error {
 	ex.rw.WriteHeader(resp.StatusCode)
 
 	flush := resp.ContentLength == -1 || isEventStream(resp.Header)
+	if flush {
+		// A streamed body may take its time: the client gets the headers now, as the
+		// upstream sent them, not with the first chunk.
+		_ = http.NewResponseController(ex.rw).Flush()
+	}
 	n, err := copyBody(ex.rw, resp.Body, flush)
 	ex.written += n
 	if err != nil {
@@ -316,6 +340,7 @@ func (g *Gateway) write(ex *exchange, resp *http.Response) error {
 		// say that the response is incomplete.
 		ex.details = nonEmpty(ex.details, "upstream_reset_after_response_started")
 		g.metrics.upstreamError(ex, "reset_after_headers")
+		ex.aborted = fmt.Errorf("response body: %w", err)
 		panic(http.ErrAbortHandler)
 	}
 	if len(resp.Trailer) > 0 {

@@ -17,6 +17,11 @@ func rewritePath(path string, rw *ir.Rewrite, matched string) string {
 	case ir.ReplaceFullPath:
 		return rw.Path
 	case ir.ReplacePrefixMatch:
+		if !prefixMatches(matched, path) {
+			// A filter changed the path after matching: the prefix is no longer there
+			// to replace.
+			return path
+		}
 		rest := path
 		if matched != "/" {
 			rest = path[len(matched):]

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"net/http"
 	"regexp"
@@ -73,8 +74,9 @@ func (m *valueMatcher) match(v string, ok bool) bool {
 	return v == m.value
 }
 
-// selectListener returns the listener of the port that serves host (lower-case, no port).
-func (p *portTable) selectListener(host string) *listenerTable {
+// selectListener returns the listener of the port that serves host (normalized, see
+// hostBuf).
+func (p *portTable) selectListener(host []byte) *listenerTable {
 	for _, l := range p.listeners {
 		if hostnameMatches(l.hostname, host) {
 			return l
@@ -85,33 +87,34 @@ func (p *portTable) selectListener(host string) *listenerTable {
 
 // hostnameMatches reports whether pattern ("" any, "*.suffix" wildcard, or exact) matches
 // host. A wildcard matches one or more labels, never the bare suffix.
-func hostnameMatches(pattern, host string) bool {
+func hostnameMatches(pattern string, host []byte) bool {
 	switch {
 	case pattern == "":
 		return true
 	case strings.HasPrefix(pattern, "*."):
 		suffix := pattern[1:]
-		return len(host) > len(suffix) && strings.HasSuffix(host, suffix)
+		return len(host) > len(suffix) && string(host[len(host)-len(suffix):]) == suffix
 	default:
-		return pattern == host
+		return string(host) == pattern
 	}
 }
 
 // selectVhost returns the most specific virtual host for host: an exact name, then the
 // longest wildcard, then the catch-all. Like Envoy, a request that the chosen virtual host
-// does not route is not retried on a less specific one.
-func (l *listenerTable) selectVhost(host string) *vhost {
-	if v, ok := l.exact[host]; ok {
+// does not route is not retried on a less specific one. Map lookups by string(host) do not
+// allocate.
+func (l *listenerTable) selectVhost(host []byte) *vhost {
+	if v, ok := l.exact[string(host)]; ok {
 		return v
 	}
 	if len(l.wild) > 0 {
 		// Longest suffix first: walk the dots from the left, skipping the first label so
 		// that a wildcard never matches its bare suffix.
-		for i := strings.IndexByte(host, '.'); i >= 0; {
-			if v, ok := l.wild[host[i:]]; ok && i > 0 {
+		for i := bytes.IndexByte(host, '.'); i >= 0; {
+			if v, ok := l.wild[string(host[i:])]; ok && i > 0 {
 				return v
 			}
-			j := strings.IndexByte(host[i+1:], '.')
+			j := bytes.IndexByte(host[i+1:], '.')
 			if j < 0 {
 				break
 			}
@@ -221,17 +224,42 @@ func (rt *route) pickBackend() (w weighted, ok bool) {
 	return rt.backends[len(rt.backends)-1], true
 }
 
+// hostBuf holds a normalized host on the caller's stack, so that routing a request whose
+// Host has upper-case letters allocates nothing.
+type hostBuf [255]byte
+
+// normalize returns host lower-cased, without its port and trailing dot, in b when it fits.
+func (b *hostBuf) normalize(host string) []byte {
+	host = stripPort(host)
+	if len(host) > len(b) {
+		return []byte(strings.ToLower(host))
+	}
+	out := b[:len(host)]
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return out
+}
+
 // normalizeHost lower-cases host and strips its port and trailing dot, allocating only when
 // the host has upper-case letters.
 func normalizeHost(host string) string {
-	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
-		host = host[:i]
-	}
-	host = strings.TrimSuffix(host, ".")
+	host = stripPort(host)
 	for i := 0; i < len(host); i++ {
 		if c := host[i]; 'A' <= c && c <= 'Z' {
 			return strings.ToLower(host)
 		}
 	}
 	return host
+}
+
+func stripPort(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
+		host = host[:i]
+	}
+	return strings.TrimSuffix(host, ".")
 }

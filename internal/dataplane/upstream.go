@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-gateway/sluice/internal/h1client"
 	"github.com/sluice-gateway/sluice/internal/ir"
 )
 
@@ -22,8 +23,11 @@ import (
 type Upstreams struct {
 	dialTimeout time.Duration
 
-	h1  *http.Transport
-	h2c *http.Transport
+	// h1 serves plain HTTP/1.1 backends: the hot path, see docs/design.md.
+	h1 *h1client.Client
+	// base is the template of the net/http transports (h2c, TLS).
+	base *http.Transport
+	h2c  *http.Transport
 
 	mu  sync.Mutex
 	tls map[string]*http.Transport // by TLS identity
@@ -52,9 +56,12 @@ func NewUpstreams(o UpstreamOptions) *Upstreams {
 		o.IdleTimeout = 90 * time.Second
 	}
 	u := &Upstreams{dialTimeout: o.DialTimeout, tls: make(map[string]*http.Transport)}
-	u.h1 = u.newTransport(o)
-	u.h1.Protocols = new(http.Protocols)
-	u.h1.Protocols.SetHTTP1(true)
+	u.base = u.newTransport(o)
+	u.h1 = h1client.New(h1client.Options{
+		Dial:           u.base.DialContext,
+		MaxIdlePerHost: o.MaxIdlePerEndpoint,
+		IdleTimeout:    o.IdleTimeout,
+	})
 	u.h2c = u.newTransport(o)
 	u.h2c.Protocols = new(http.Protocols)
 	u.h2c.Protocols.SetUnencryptedHTTP2(true)
@@ -83,8 +90,13 @@ func (u *Upstreams) newTransport(o UpstreamOptions) *http.Transport {
 	}
 }
 
+// roundTripper sends one request upstream; each pool is one.
+type roundTripper interface {
+	RoundTrip(*http.Request) (*http.Response, error)
+}
+
 // transport returns the pool for a backend.
-func (u *Upstreams) transport(b *ir.Backend) (*http.Transport, error) {
+func (u *Upstreams) transport(b *ir.Backend) (roundTripper, error) {
 	switch b.Protocol {
 	case ir.UpstreamH2C:
 		return u.h2c, nil
@@ -109,7 +121,7 @@ func (u *Upstreams) tlsTransport(t *ir.BackendTLS) (*http.Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := u.h1.Clone()
+	tr := u.base.Clone()
 	tr.Protocols = nil
 	tr.ForceAttemptHTTP2 = true
 	tr.TLSClientConfig = cfg
@@ -159,7 +171,7 @@ type balancer struct {
 	backend *ir.Backend
 	addrs   []string
 	next    atomic.Uint32
-	tr      *http.Transport
+	tr      roundTripper
 	scheme  string
 }
 

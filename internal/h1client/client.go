@@ -17,6 +17,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,17 +64,6 @@ func New(o Options) *Client {
 	return &Client{dial: o.Dial, maxIdle: o.MaxIdlePerHost, idleTimeout: o.IdleTimeout, idle: make(map[string][]*conn)}
 }
 
-// Got1xx, when set in a request's context with With1xxHandler, is called for each
-// informational response (other than 100 and 101) before the final one.
-type Got1xx func(code int, header http.Header)
-
-type got1xxKey struct{}
-
-// With1xxHandler returns ctx carrying a handler for informational responses.
-func With1xxHandler(ctx context.Context, f Got1xx) context.Context {
-	return context.WithValue(ctx, got1xxKey{}, f)
-}
-
 type conn struct {
 	nc     net.Conn
 	br     *bufio.Reader
@@ -88,7 +79,8 @@ var errStale = errors.New("pooled connection closed by the upstream")
 
 // RoundTrip sends req (URL.Host is the address dialled; req.Host the Host header) and
 // returns the response, whose Body the caller must close. A 101 response's Body is the
-// connection itself, an io.ReadWriteCloser.
+// connection itself, an io.ReadWriteCloser. Informational responses are reported to the
+// Got1xxResponse hook of the context's httptrace.ClientTrace, if any.
 func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
@@ -184,19 +176,47 @@ func (c *Client) roundTrip(ctx context.Context, cn *conn, req *http.Request) (*h
 	if err != nil {
 		return fail(err)
 	}
+	// The head goes out at once, body or not: an upstream may answer before any body
+	// arrives, and a client may wait for that answer before sending its body (long polls,
+	// duplex streams).
+	if err := cn.bw.Flush(); err != nil {
+		return fail(c.staleOr(cn, err))
+	}
 	var bodyDone chan error
 	var bodyRead atomic.Bool
-	if body == nil {
-		if err := cn.bw.Flush(); err != nil {
-			return fail(c.staleOr(cn, err))
-		}
-	} else {
+	startBody := func() {
 		// The body streams beside the response: an upstream may answer (and close)
 		// before it has read everything.
 		bodyDone = make(chan error, 1)
 		go func() { bodyDone <- writeBody(cn.bw, body, chunked, req.Trailer, &bodyRead) }()
 	}
-	got1xx, _ := ctx.Value(got1xxKey{}).(Got1xx)
+	expect := body != nil && httpguts.HeaderValuesContainsToken(req.Header["Expect"], "100-continue")
+	if body != nil && !expect {
+		startBody()
+	}
+	if expect {
+		// Hold the body until the upstream says 100 Continue, answers, or stays silent
+		// for a second, as net/http does.
+		cn.nc.SetReadDeadline(time.Now().Add(time.Second))
+		_, err := cn.br.Peek(1)
+		cn.nc.SetReadDeadline(time.Time{})
+		if ctx.Err() != nil {
+			return fail(ctx.Err())
+		}
+		var ne net.Error
+		switch {
+		case err == nil:
+		case errors.As(err, &ne) && ne.Timeout():
+			startBody()
+		default:
+			return fail(c.staleOr(cn, err))
+		}
+	}
+	// Informational responses go to the request's httptrace hook, as with net/http.
+	var got1xx func(int, textproto.MIMEHeader) error
+	if trace := httptrace.ContextClientTrace(ctx); trace != nil {
+		got1xx = trace.Got1xxResponse
+	}
 	var resp *http.Response
 	for {
 		resp, err = http.ReadResponse(cn.br, req)
@@ -208,8 +228,13 @@ func (c *Client) roundTrip(ctx context.Context, cn *conn, req *http.Request) (*h
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
 		}
-		if resp.StatusCode != http.StatusContinue && got1xx != nil {
-			got1xx(resp.StatusCode, resp.Header)
+		if resp.StatusCode == http.StatusContinue && expect && bodyDone == nil {
+			startBody()
+		}
+		if got1xx != nil {
+			if err := got1xx(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+				return fail(err)
+			}
 		}
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
@@ -217,8 +242,10 @@ func (c *Client) roundTrip(ctx context.Context, cn *conn, req *http.Request) (*h
 		resp.Body = &upgraded{cn: cn}
 		return resp, nil
 	}
-	resp.Body = &bodyReader{c: c, cn: cn, rc: resp.Body, stop: stop, bodyDone: bodyDone, bodyRead: &bodyRead,
-		reuse: !resp.Close && !req.Close}
+	// A final answer to an Expect: 100-continue request whose body was never sent leaves
+	// the connection in doubt: the upstream may still expect the body.
+	reuse := !resp.Close && !req.Close && !(body != nil && bodyDone == nil)
+	resp.Body = &bodyReader{c: c, cn: cn, rc: resp.Body, stop: stop, bodyDone: bodyDone, bodyRead: &bodyRead, reuse: reuse}
 	return resp, nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -145,10 +147,13 @@ func TestInformationalAndHead(t *testing.T) {
 	c := newClient(t)
 	var hints []int
 	req, _ := http.NewRequest("GET", srv.URL, nil)
-	req = req.WithContext(With1xxHandler(context.Background(), func(code int, h http.Header) {
-		if h.Get("Link") != "" {
-			hints = append(hints, code)
-		}
+	req = req.WithContext(httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			if h.Get("Link") != "" {
+				hints = append(hints, code)
+			}
+			return nil
+		},
 	}))
 	resp, body := do(t, c, req)
 	if resp.StatusCode != 200 || len(body) != 42 || len(hints) != 1 || hints[0] != 103 {
@@ -277,3 +282,81 @@ func TestRejectsInvalidHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestHeadBeforeBody: the request head reaches the upstream before any body byte exists,
+// so an upstream that answers first, and a client that waits for that answer, both work.
+func TestHeadBeforeBody(t *testing.T) {
+	t.Parallel()
+	srv, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		// Without full duplex, net/http's server would read the body before answering.
+		http.NewResponseController(w).EnableFullDuplex()
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		buf := make([]byte, 64)
+		for {
+			n, err := r.Body.Read(buf)
+			w.Write(buf[:n])
+			w.(http.Flusher).Flush()
+			if err != nil {
+				return
+			}
+		}
+	})
+	c := newClient(t)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, _ := http.NewRequest("POST", srv.URL, pr)
+	req.ContentLength = -1
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := c.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		t.Fatalf("RoundTrip with no body sent yet: %v", err)
+	}
+	defer resp.Body.Close()
+	pw.Write([]byte("ping\n"))
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "ping\n" {
+		t.Fatalf("echo %q %v", line, err)
+	}
+}
+
+func TestExpectContinue(t *testing.T) {
+	t.Parallel()
+	srv, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/reject" {
+			w.WriteHeader(http.StatusExpectationFailed)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	})
+	c := newClient(t)
+	for _, tc := range []struct {
+		path   string
+		status int
+		body   string
+		read   bool
+	}{
+		{"/accept", 200, "payload", true},
+		{"/reject", 417, "", false},
+	} {
+		var read atomic.Bool
+		body := &readFlag{r: strings.NewReader("payload"), read: &read}
+		req, _ := http.NewRequest("PUT", srv.URL+tc.path, body)
+		req.ContentLength = 7
+		req.Header.Set("Expect", "100-continue")
+		resp, got := do(t, c, req)
+		if resp.StatusCode != tc.status || got != tc.body || read.Load() != tc.read {
+			t.Errorf("%s: status %d body %q body read %v", tc.path, resp.StatusCode, got, read.Load())
+		}
+	}
+}
+
+type readFlag struct {
+	r    io.Reader
+	read *atomic.Bool
+}
+
+func (f *readFlag) Read(p []byte) (int, error) { f.read.Store(true); return f.r.Read(p) }
+func (f *readFlag) Close() error               { return nil }

@@ -1,0 +1,311 @@
+package extproc
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/sluice-gateway/sluice/api/v1alpha1"
+	"github.com/sluice-gateway/sluice/internal/extproc/attrs"
+	"github.com/sluice-gateway/sluice/internal/extproc/mutate"
+	"github.com/sluice-gateway/sluice/internal/extproc/settings"
+	"github.com/sluice-gateway/sluice/internal/filter"
+)
+
+// attributesKey is where Envoy puts the attributes it sends.
+const attributesKey = "envoy.filters.http.ext_proc"
+
+// metadataNamespace receives dynamic metadata values that are not namespaced structs.
+const metadataNamespace = "envoy.filters.http.ext_proc"
+
+// decorate adds what only some messages carry: protocol_config on the first, attributes
+// and metadata on the first of each direction.
+func (in *instance) decorate(p phase, msg *extprocv3.ProcessingRequest) {
+	set := in.set()
+	msg.ObservabilityMode = set.Observability
+	if !in.sentFirst {
+		in.sentFirst = true
+		msg.ProtocolConfig = &extprocv3.ProtocolConfiguration{
+			RequestBodyMode:                         in.mode.RequestBody,
+			ResponseBodyMode:                        in.mode.ResponseBody,
+			SendBodyWithoutWaitingForHeaderResponse: set.SendBodyWithoutWaitingForHeaderResponse,
+		}
+	}
+	var prog *attrs.Program
+	if p.isRequest() {
+		if in.sentRequestAttrs {
+			return
+		}
+		in.sentRequestAttrs = true
+		prog = set.RequestAttributes
+	} else {
+		if in.sentResponseAttrs {
+			return
+		}
+		in.sentResponseAttrs = true
+		prog = set.ResponseAttributes
+	}
+	if prog == nil && len(set.MetadataContext) == 0 && len(in.ex.Metadata) == 0 {
+		// The common case: nothing to evaluate, nothing to forward.
+		return
+	}
+	input := &attrs.Input{Exchange: in.ex, Request: in.ex.Request, Response: in.resp}
+	if a := prog.Eval(input); a != nil && len(a.Fields) > 0 {
+		msg.Attributes = map[string]*structpb.Struct{attributesKey: a}
+	}
+	if len(set.MetadataContext) == 0 && len(in.ex.Metadata) == 0 {
+		return
+	}
+	fm := make(map[string]*structpb.Struct, len(set.MetadataContext)+len(in.ex.Metadata))
+	for ns, s := range in.ex.Metadata {
+		fm[ns] = s
+	}
+	for ns, prog := range set.MetadataContext {
+		if s := prog.Eval(input); s != nil {
+			fm[ns] = s
+		}
+	}
+	if len(fm) > 0 {
+		msg.MetadataContext = &corev3.Metadata{FilterMetadata: fm}
+	}
+}
+
+// takeMetadata keeps the dynamic metadata of an answer with the request: each top-level
+// field names a namespace, as in Envoy.
+func (in *instance) takeMetadata(ans *extprocv3.ProcessingResponse) {
+	dm := ans.GetDynamicMetadata()
+	if dm == nil || in.set().Observability {
+		return
+	}
+	var loose *structpb.Struct
+	for ns, v := range dm.Fields {
+		if s := v.GetStructValue(); s != nil {
+			in.ex.SetMetadata(ns, s)
+			continue
+		}
+		if loose == nil {
+			loose = &structpb.Struct{Fields: map[string]*structpb.Value{}}
+		}
+		loose.Fields[ns] = v
+	}
+	in.ex.SetMetadata(metadataNamespace, loose)
+}
+
+// headersAnswer applies the answer to a headers message. noBody says the message had
+// end_of_stream set.
+func (in *instance) headersAnswer(p phase, ans *extprocv3.ProcessingResponse, noBody bool) (*filter.LocalReply, *failure) {
+	if lr, f, ok := in.immediateAnswer(p, ans); ok {
+		return lr, f
+	}
+	var hr *extprocv3.HeadersResponse
+	if p == phaseRequestHeaders {
+		hr = ans.GetRequestHeaders()
+	} else {
+		hr = ans.GetResponseHeaders()
+	}
+	if hr == nil {
+		return nil, spurious("answer %T to %s", ans.GetResponse(), p)
+	}
+	in.takeMetadata(ans)
+	cr := hr.GetResponse()
+	replace := cr.GetStatus() == extprocv3.CommonResponse_CONTINUE_AND_REPLACE
+	if f := in.applyHeaders(p, cr.GetHeaderMutation(), replace); f != nil {
+		return nil, f
+	}
+	if p == phaseRequestHeaders {
+		in.routeCache(cr.GetClearRouteCache(), true)
+	}
+	in.overrideMode(p, ans.GetModeOverride())
+	if f := in.addTrailers(p, cr.GetTrailers(), noBody); f != nil {
+		return nil, f
+	}
+
+	bm := cr.GetBodyMutation()
+	switch {
+	case replace:
+		// The answer is the whole message: the body is replaced (or added) and neither
+		// body nor trailers of this direction go to the processor any more.
+		in.replaceBody(p, bm.GetBody(), true)
+		if p == phaseRequestHeaders {
+			in.mode.RequestBody, in.mode.RequestTrailer = bodyNone, false
+		} else {
+			in.mode.ResponseBody, in.mode.ResponseTrailer = bodyNone, false
+		}
+	case bm.GetMutation() != nil && !noBody:
+		// A body rewrite in a CONTINUE headers answer (processors written for Envoy send
+		// one); an empty body_mutation{} is no change.
+		if _, ok := bm.GetMutation().(*extprocv3.BodyMutation_StreamedResponse); ok {
+			return nil, spurious("streamed_response in a %s answer", p)
+		}
+		in.replaceBody(p, bm.GetBody(), false)
+		if p == phaseRequestHeaders {
+			in.mode.RequestBody = bodyNone
+		} else {
+			in.mode.ResponseBody = bodyNone
+		}
+	}
+	return nil, nil
+}
+
+// addTrailers adds the trailers of a headers answer (CommonResponse.trailers, which
+// Envoy does not implement but processors such as the documented sample send) to the
+// trailers of p's direction. Without a body there is nothing to carry them; an empty
+// map is no change.
+func (in *instance) addTrailers(p phase, tm *corev3.HeaderMap, noBody bool) *failure {
+	if len(tm.GetHeaders()) == 0 || noBody {
+		return nil
+	}
+	m := &extprocv3.HeaderMutation{}
+	for _, hv := range tm.GetHeaders() {
+		m.SetHeaders = append(m.SetHeaders, &corev3.HeaderValueOption{Header: hv,
+			AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD})
+	}
+	var h *http.Header
+	if p == phaseRequestHeaders {
+		if in.ex.Request.ContentLength >= 0 {
+			// A request body of known length cannot carry trailers on HTTP/1.
+			return nil
+		}
+		h = &in.ex.Request.Trailer
+	} else {
+		h = &in.resp.Trailer
+	}
+	if *h == nil {
+		*h = make(http.Header)
+	}
+	return in.applyTrailers(*h, m)
+}
+
+// applyHeaders applies a header mutation to the held headers of p's direction.
+func (in *instance) applyHeaders(p phase, hm *extprocv3.HeaderMutation, allowMethod bool) *failure {
+	if hm == nil {
+		return nil
+	}
+	var out mutate.Outcome
+	var err error
+	if p.isRequest() {
+		req := in.ex.Request
+		out, err = mutate.ApplyRequest(req, hm, in.set().Rules, allowMethod)
+	} else {
+		out, err = mutate.ApplyResponse(in.resp, hm, in.set().Rules)
+	}
+	for range out.Rejected {
+		in.f.m.failed(kindMutation)
+	}
+	if err != nil {
+		return mutationFailure(err)
+	}
+	return nil
+}
+
+// replaceBody swaps p's body for b. With replace (CONTINUE_AND_REPLACE) Content-Length
+// is dropped as in Envoy; a CONTINUE rewrite gets the new length.
+func (in *instance) replaceBody(p phase, b []byte, replace bool) {
+	var body io.ReadCloser = http.NoBody
+	if len(b) > 0 {
+		body = io.NopCloser(bytes.NewReader(b))
+	}
+	n := int64(len(b))
+	if replace && n > 0 {
+		n = -1
+	}
+	if p.isRequest() {
+		req := in.ex.Request
+		if req.Body != nil {
+			_ = req.Body.Close()
+		}
+		req.Body, req.ContentLength = body, n
+		req.Header.Del("Content-Length")
+		if req.GetBody != nil {
+			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+		}
+		in.reqDone = true
+	} else {
+		if in.resp.Body != nil {
+			_ = in.resp.Body.Close()
+		}
+		in.resp.Body, in.resp.ContentLength = body, n
+		in.resp.Header.Del("Content-Length")
+		in.respDone = true
+	}
+}
+
+// routeCache sets ClearRouteCache per routeCacheAction (request direction only).
+func (in *instance) routeCache(asked, headersAnswer bool) {
+	switch in.set().RouteCacheAction {
+	case v1alpha1.RouteCacheRetain:
+	case v1alpha1.RouteCacheClear:
+		if headersAnswer {
+			in.ex.ClearRouteCache = true
+		}
+	default:
+		if asked {
+			in.ex.ClearRouteCache = true
+		}
+	}
+}
+
+// overrideMode applies a mode_override of a headers answer when the policy allows it.
+// request_header_mode is ignored: the request headers are behind us.
+func (in *instance) overrideMode(p phase, pm *extprocfilterv3.ProcessingMode) {
+	set := in.set()
+	if pm == nil || !set.AllowModeOverride || set.SendBodyWithoutWaitingForHeaderResponse {
+		return
+	}
+	next := in.mode
+	next.ResponseHeader = headerMode(pm.GetResponseHeaderMode(), next.ResponseHeader)
+	next.RequestTrailer = headerMode(pm.GetRequestTrailerMode(), next.RequestTrailer)
+	next.ResponseTrailer = headerMode(pm.GetResponseTrailerMode(), next.ResponseTrailer)
+	next.RequestBody, next.ResponseBody = pm.GetRequestBodyMode(), pm.GetResponseBodyMode()
+	if !overrideAllowed(next, set.AllowedOverrideModes) {
+		in.f.log.Debug("ext_proc mode_override not in allowedOverrideModes", "request_id", in.ex.ID)
+		return
+	}
+	if p == phaseResponseHeaders {
+		// Too late for the request: keep what it was.
+		next.RequestBody, next.RequestTrailer = in.mode.RequestBody, in.mode.RequestTrailer
+	}
+	if set.Observability && !observableBody(next.RequestBody, next.ResponseBody) {
+		return
+	}
+	in.mode = next
+}
+
+func headerMode(m extprocfilterv3.ProcessingMode_HeaderSendMode, cur bool) bool {
+	switch m {
+	case extprocfilterv3.ProcessingMode_SEND:
+		return true
+	case extprocfilterv3.ProcessingMode_SKIP:
+		return false
+	}
+	return cur
+}
+
+// overrideAllowed compares whole modes but for the request header mode, which an
+// override cannot change.
+func overrideAllowed(m settings.Mode, allowed []settings.Mode) bool {
+	if len(allowed) == 0 {
+		return true
+	}
+	for _, a := range allowed {
+		a.RequestHeader = m.RequestHeader
+		if a == m {
+			return true
+		}
+	}
+	return false
+}
+
+func observableBody(modes ...extprocfilterv3.ProcessingMode_BodySendMode) bool {
+	for _, m := range modes {
+		if m != bodyNone && m != extprocfilterv3.ProcessingMode_STREAMED {
+			return false
+		}
+	}
+	return true
+}
