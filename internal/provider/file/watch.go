@@ -19,8 +19,9 @@ const debounce = 100 * time.Millisecond
 
 // Watch reloads paths (as Load does) whenever they change and calls onChange with the
 // result of each reload, from the calling goroutine: Watch blocks until ctx is done, then
-// returns nil, leaving no goroutine behind. It does not call onChange for the initial
-// state; load that with Load first.
+// returns nil, leaving no goroutine behind. Its first call reports the files as they are
+// once the watches are in place, so that an edit made between an earlier Load and Watch is
+// never lost.
 //
 // Watch watches directories, not files: the directories given, and the parent directory
 // of each file given. That way a file replaced by rename (as editors save) or a symlink
@@ -62,6 +63,9 @@ func Watch(ctx context.Context, paths []string, onChange func(*translate.Resourc
 		}
 		watched[dir] = true
 	}
+
+	res, err := Load(paths...)
+	onChange(res, err)
 
 	// The timer is created stopped; each relevant event (re)arms it.
 	timer := time.NewTimer(time.Hour)
