@@ -39,6 +39,12 @@ spec: {endpoints: [{host: 127.0.0.1, port: 99999}]}
 		{"valid example", []string{"validate", "--config", "../../examples/extproc"}, 0,
 			[]string{"valid: 1 Gateway, 1 HTTPRoute, 2 Backends, 1 TrafficPolicy; serving 1 port, 1 listener, 1 route"}},
 		{"basic example", []string{"validate", "--config", "../../examples/basic/basic.yaml"}, 0, []string{"valid:"}},
+		{"status", []string{"validate", "--status", "--config", "../../examples/extproc"}, 0, []string{
+			"Gateway default/agentgateway-proxy: Accepted=True (Accepted), Programmed=True (Programmed)",
+			"listener http: attachedRoutes=1",
+			"HTTPRoute default/httpbin:\n  parent agentgateway-proxy: Accepted=True (Accepted), ResolvedRefs=True (ResolvedRefs)",
+			"TrafficPolicy default/extproc:\n  ancestor Gateway agentgateway-proxy: Accepted=True (Accepted)",
+		}},
 		{"invalid", []string{"validate", "--config", bad}, 1, []string{
 			bad + "#1 (HTTPRoute default/web): spec.rules[0].matchs: unknown field",
 			bad + "#2 (Backend shop/b): spec.endpoints[0].port",

@@ -16,6 +16,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var configs multiFlag
 	fs.Var(&configs, "config", "YAML file or directory of configuration (repeatable)")
+	showStatus := fs.Bool("status", false, "also print the status conditions of every Gateway, listener, HTTPRoute and TrafficPolicy")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -38,6 +39,9 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	for _, p := range result.Problems {
 		fmt.Fprintln(stdout, p)
 		n++
+	}
+	if *showStatus {
+		printStatus(stdout, result)
 	}
 	if n > 0 {
 		fmt.Fprintf(stdout, "invalid: %d error(s)\n", n)
