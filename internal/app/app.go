@@ -44,6 +44,45 @@ type Options struct {
 	// Ready, when set, is called once the first configuration serves, with the gateway's
 	// bound addresses by port.
 	Ready func(addrs map[int32]net.Addr, adminAddr net.Addr)
+
+	// Source, when set, supplies the configuration instead of ConfigPaths or Resources
+	// (Kubernetes mode).
+	Source Source
+	// Translate tunes the translator. File mode serves every Gateway whatever its class.
+	Translate translate.Options
+	// PartialConfig serves the valid part of a configuration that has problems, as the
+	// Gateway API expects of a controller (Kubernetes mode). Without it (file mode) a
+	// configuration with any problem is rejected whole and the last good one keeps serving.
+	PartialConfig bool
+	// OnResult, when set, receives every translation result, accepted or not (status
+	// writers). It is called from the source's goroutine and must not block for long.
+	OnResult func(*translate.Result)
+}
+
+// Source supplies configurations.
+type Source interface {
+	// Run blocks until ctx is done, calling update from one goroutine with the first state
+	// of the configuration and then with every change. err reports a state that could not
+	// be read; the last good configuration then keeps serving.
+	Run(ctx context.Context, update func(res *translate.Resources, err error)) error
+}
+
+// FileSource reads and watches YAML files and directories.
+type FileSource []string
+
+// Run implements Source.
+func (f FileSource) Run(ctx context.Context, update func(*translate.Resources, error)) error {
+	return file.Watch(ctx, f, update)
+}
+
+// StaticSource is a fixed configuration.
+type StaticSource struct{ Resources *translate.Resources }
+
+// Run implements Source.
+func (s StaticSource) Run(ctx context.Context, update func(*translate.Resources, error)) error {
+	update(s.Resources, nil)
+	<-ctx.Done()
+	return nil
 }
 
 // Run serves until ctx is done, then drains and returns. It fails at once when the first
@@ -92,30 +131,73 @@ func Run(ctx context.Context, o Options) error {
 		defer adminSrv.Close()
 	}
 
+	if o.Translate == (translate.Options{}) && o.Source == nil {
+		o.Translate.AllGatewayClasses = true
+	}
 	apply := func(res *translate.Resources, loadErr error) error {
 		if loadErr != nil {
 			return loadErr
 		}
-		result := translate.Translate(res, translate.Options{AllGatewayClasses: true})
+		result := translate.Translate(res, o.Translate)
+		if o.OnResult != nil {
+			o.OnResult(result)
+		}
 		if len(result.Problems) > 0 {
 			errs := make([]error, len(result.Problems))
 			for i, p := range result.Problems {
 				errs[i] = p
 			}
-			return errors.Join(errs...)
+			if !o.PartialConfig {
+				return errors.Join(errs...)
+			}
+			log.Warn("configuration has problems; serving its valid part", "problems", strings.Split(errors.Join(errs...).Error(), "\n"))
 		}
 		return gw.Apply(result.Config, result)
 	}
 
-	var first error
-	if o.Resources != nil {
-		first = apply(o.Resources, nil)
-	} else {
-		first = apply(file.Load(o.ConfigPaths...))
+	src := o.Source
+	switch {
+	case src != nil:
+	case o.Resources != nil:
+		src = StaticSource{Resources: o.Resources}
+	default:
+		src = FileSource(o.ConfigPaths)
 	}
-	if first != nil {
+	srcCtx, stopSource := context.WithCancel(ctx)
+	defer stopSource()
+	first := make(chan error, 1)
+	srcDone := make(chan error, 1)
+	started := false
+	go func() {
+		srcDone <- src.Run(srcCtx, func(res *translate.Resources, err error) {
+			err = apply(res, err)
+			if !started {
+				started = true
+				first <- err
+				return
+			}
+			if err != nil {
+				log.Error("configuration change rejected; the last good configuration keeps serving", "errors", strings.Split(err.Error(), "\n"))
+				return
+			}
+			log.Info("configuration reloaded", "ports", portList(gw.Addrs()))
+		})
+	}()
+
+	select {
+	case err := <-first:
+		if err != nil {
+			stopSource()
+			<-srcDone
+			shutdown(gw, o.DrainTimeout)
+			return fmt.Errorf("invalid configuration:\n%w", indent(err))
+		}
+	case err := <-srcDone:
 		shutdown(gw, o.DrainTimeout)
-		return fmt.Errorf("invalid configuration:\n%w", indent(first))
+		if err == nil {
+			err = errors.New("the configuration source stopped before supplying a configuration")
+		}
+		return fmt.Errorf("reading the configuration: %w", err)
 	}
 	adm.SetReady(true)
 	log.Info("serving", "ports", portList(gw.Addrs()), "admin", o.AdminAddr)
@@ -123,27 +205,24 @@ func Run(ctx context.Context, o Options) error {
 		o.Ready(gw.Addrs(), adminAddr)
 	}
 
-	watchDone := make(chan error, 1)
-	if o.Resources == nil {
-		go func() {
-			watchDone <- file.Watch(ctx, o.ConfigPaths, func(res *translate.Resources, err error) {
-				if err := apply(res, err); err != nil {
-					log.Error("configuration change rejected; the last good configuration keeps serving", "errors", strings.Split(err.Error(), "\n"))
-					return
-				}
-				log.Info("configuration reloaded", "ports", portList(gw.Addrs()))
-			})
-		}()
-	} else {
-		watchDone <- nil
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-srcDone:
+		// The source gave up (it already retried what it could): keep serving the last
+		// configuration until asked to stop, as a gateway must.
+		if err != nil {
+			log.Error("the configuration source stopped; the last configuration keeps serving", "error", err)
+		}
+		srcDone <- nil
+		<-ctx.Done()
 	}
-
-	<-ctx.Done()
 	log.Info("shutting down: draining requests in flight", "timeout", o.DrainTimeout.String())
 	adm.SetReady(false)
-	err := shutdown(gw, o.DrainTimeout)
-	if werr := <-watchDone; werr != nil && !errors.Is(werr, context.Canceled) {
-		err = errors.Join(err, fmt.Errorf("watching the configuration: %w", werr))
+	err = shutdown(gw, o.DrainTimeout)
+	stopSource()
+	if serr := <-srcDone; serr != nil && !errors.Is(serr, context.Canceled) {
+		err = errors.Join(err, fmt.Errorf("watching the configuration: %w", serr))
 	}
 	return err
 }
