@@ -8,6 +8,8 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:categories=sluice
+// +kubebuilder:printcolumn:name="Protocol",type=string,JSONPath=`.spec.appProtocol`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Backend struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -16,6 +18,8 @@ type Backend struct {
 }
 
 // BackendSpec describes where a Backend's endpoints are and how to speak to them.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || (has(self.appProtocol) && self.appProtocol == 'https')",message="tls is only used with appProtocol https",fieldPath=".tls"
 type BackendSpec struct {
 	// Endpoints are the addresses requests are balanced over, round-robin. At least one.
 	//
@@ -68,9 +72,12 @@ type BackendTLS struct {
 // LocalObjectReference names an object in the referrer's namespace.
 type LocalObjectReference struct {
 	// Kind is Secret (the default) or ConfigMap.
+	// +kubebuilder:validation:Enum=Secret;ConfigMap
 	// +optional
 	Kind string `json:"kind,omitempty"`
 	// Name of the object.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 }
 

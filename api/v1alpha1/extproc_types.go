@@ -10,11 +10,15 @@ import (
 // envoy.service.ext_proc.v3.ExternalProcessor/Process to the processor and lets it read and
 // change the request and response. Defaults follow Envoy's ext_proc filter.
 //
-// +kubebuilder:validation:XValidation:rule="!(has(self.failureMode) && self.failureMode == 'FailOpen' && has(self.processingOptions) && ((has(self.processingOptions.requestBodyMode) && self.processingOptions.requestBodyMode == 'FullDuplexStreamed') || (has(self.processingOptions.responseBodyMode) && self.processingOptions.responseBodyMode == 'FullDuplexStreamed')))",message="failureMode FailOpen cannot be combined with a FullDuplexStreamed body mode"
+// +kubebuilder:validation:XValidation:rule="has(self.backendRef) || (has(self.disabled) && self.disabled)",message="backendRef is required unless disabled is true",fieldPath=".backendRef"
+// +kubebuilder:validation:XValidation:rule="!(has(self.failureMode) && self.failureMode == 'FailOpen' && has(self.processingOptions) && ((has(self.processingOptions.requestBodyMode) && self.processingOptions.requestBodyMode == 'FullDuplexStreamed') || (has(self.processingOptions.responseBodyMode) && self.processingOptions.responseBodyMode == 'FullDuplexStreamed')))",message="failureMode FailOpen cannot be combined with a FullDuplexStreamed body mode",fieldPath=".failureMode"
+// +kubebuilder:validation:XValidation:rule="!(has(self.observabilityMode) && self.observabilityMode && has(self.processingOptions)) || ((!has(self.processingOptions.requestBodyMode) || self.processingOptions.requestBodyMode in ['None', 'Streamed']) && (!has(self.processingOptions.responseBodyMode) || self.processingOptions.responseBodyMode in ['None', 'Streamed']))",message="body modes must be None or Streamed when observabilityMode is true",fieldPath=".processingOptions"
 type ExtProc struct {
 	// BackendRef names the processor: a Service (the default kind, Kubernetes mode) or a
 	// {group: gateway.sluice.dev, kind: Backend}. The connection is HTTP/2 cleartext (h2c)
 	// unless the Backend's appProtocol is https. A port is required for Services.
+	//
+	// +optional
 	BackendRef gwv1.BackendObjectReference `json:"backendRef"`
 
 	// FailureMode says what happens when the processor is unreachable, fails the stream,
@@ -33,11 +37,15 @@ type ExtProc struct {
 	// MessageTimeout bounds the wait for each answer. Default 200ms; 0s times out at once.
 	// Not armed in observabilityMode or for FullDuplexStreamed bodies.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$|^0$`
 	MessageTimeout *metav1.Duration `json:"messageTimeout,omitempty"`
 
 	// MaxMessageTimeout, when above 0, lets a processor extend the wait for its current
 	// answer with override_message_timeout, up to this value. Default 0s: overrides ignored.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$|^0$`
 	MaxMessageTimeout *metav1.Duration `json:"maxMessageTimeout,omitempty"`
 
 	// ProcessingOptions chooses which parts of the exchange are sent. Default: request
@@ -50,6 +58,7 @@ type ExtProc struct {
 	// BufferedPartial body sends its first MaxBufferSize bytes and streams the rest past
 	// the processor.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="must be greater than 0 (for example 1Mi)"
 	MaxBufferSize *resource.Quantity `json:"maxBufferSize,omitempty"`
 
 	// MutationRules limit which headers the processor may change. Default: anything but
@@ -157,8 +166,9 @@ const (
 
 // ProcessingOptions chooses, per phase, what the processor is sent.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.requestBodyMode) || self.requestBodyMode != 'FullDuplexStreamed' || (has(self.requestTrailerMode) && self.requestTrailerMode == 'Send')",message="requestBodyMode FullDuplexStreamed needs requestTrailerMode Send"
-// +kubebuilder:validation:XValidation:rule="!has(self.responseBodyMode) || self.responseBodyMode != 'FullDuplexStreamed' || (has(self.responseTrailerMode) && self.responseTrailerMode == 'Send')",message="responseBodyMode FullDuplexStreamed needs responseTrailerMode Send"
+// +kubebuilder:validation:XValidation:rule="!has(self.requestBodyMode) || self.requestBodyMode != 'FullDuplexStreamed' || (has(self.requestTrailerMode) && self.requestTrailerMode == 'Send')",message="requestBodyMode FullDuplexStreamed needs requestTrailerMode Send",fieldPath=".requestTrailerMode"
+// +kubebuilder:validation:XValidation:rule="!has(self.responseBodyMode) || self.responseBodyMode != 'FullDuplexStreamed' || (has(self.responseTrailerMode) && self.responseTrailerMode == 'Send')",message="responseBodyMode FullDuplexStreamed needs responseTrailerMode Send",fieldPath=".responseTrailerMode"
+// +kubebuilder:validation:XValidation:rule="!has(self.allowedOverrideModes) || size(self.allowedOverrideModes) == 0 || (has(self.allowModeOverride) && self.allowModeOverride)",message="allowedOverrideModes must be empty unless allowModeOverride is true",fieldPath=".allowedOverrideModes"
 type ProcessingOptions struct {
 	// RequestHeaderMode: Send (default) or Skip.
 	// +optional
@@ -186,11 +196,15 @@ type ProcessingOptions struct {
 	// AllowedOverrideModes, when not empty, is the list of whole modes a mode_override may
 	// select; any other override is ignored. Only with allowModeOverride.
 	// +optional
+	// +kubebuilder:validation:MaxItems=32
 	AllowedOverrideModes []ProcessingMode `json:"allowedOverrideModes,omitempty"`
 }
 
 // ProcessingMode is one whole processing mode, as an entry of allowedOverrideModes. Fields
 // left out take the defaults of ProcessingOptions.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.requestBodyMode) || self.requestBodyMode != 'FullDuplexStreamed' || (has(self.requestTrailerMode) && self.requestTrailerMode == 'Send')",message="requestBodyMode FullDuplexStreamed needs requestTrailerMode Send",fieldPath=".requestTrailerMode"
+// +kubebuilder:validation:XValidation:rule="!has(self.responseBodyMode) || self.responseBodyMode != 'FullDuplexStreamed' || (has(self.responseTrailerMode) && self.responseTrailerMode == 'Send')",message="responseBodyMode FullDuplexStreamed needs responseTrailerMode Send",fieldPath=".responseTrailerMode"
 type ProcessingMode struct {
 	// +optional
 	RequestHeaderMode HeaderSendMode `json:"requestHeaderMode,omitempty"`

@@ -12,6 +12,8 @@ import (
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:categories=sluice
 // +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.spec.traffic.phase`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type TrafficPolicy struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -22,12 +24,15 @@ type TrafficPolicy struct {
 }
 
 // TrafficPolicySpec says what a TrafficPolicy applies to and what it does.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.traffic) || !has(self.traffic.phase) || self.traffic.phase != 'PreRouting' || self.targetRefs.all(r, r.kind == 'Gateway')",message="phase PreRouting applies to Gateway targets only: the route is not known before routing",fieldPath=".traffic.phase"
 type TrafficPolicySpec struct {
 	// TargetRefs are the Gateways (sectionName: a listener name) and HTTPRoutes
 	// (sectionName: a rule name) in the policy's namespace that it applies to.
 	//
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(r, r.group == 'gateway.networking.k8s.io' && (r.kind == 'Gateway' || r.kind == 'HTTPRoute'))",message="targetRefs must name gateway.networking.k8s.io Gateways or HTTPRoutes"
 	TargetRefs []gwv1.LocalPolicyTargetReferenceWithSectionName `json:"targetRefs"`
 
 	// Traffic is the behaviour applied to requests of the targets.
