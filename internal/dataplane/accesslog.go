@@ -69,5 +69,8 @@ func newRequestID() string {
 		b[i] = byte(a >> (8 * i))
 		b[8+i] = byte(c >> (8 * i))
 	}
-	return hex.EncodeToString(b[:])
+	// Encoded on the stack: one allocation, the string's.
+	var h [32]byte
+	hex.Encode(h[:], b[:])
+	return string(h[:])
 }

@@ -147,7 +147,7 @@ func compileRoute(r *ir.Route, balancerFor func(*ir.Backend) *balancer, filterFo
 		if b.Weight <= 0 {
 			continue
 		}
-		rt.backends = append(rt.backends, weighted{weight: int(b.Weight), bal: balancerFor(b.Backend)})
+		rt.backends = append(rt.backends, weighted{weight: int(b.Weight), bal: balancerFor(b.Backend), metrics: new(metricsSlot)})
 		rt.totalWeight += int(b.Weight)
 	}
 	rt.extproc = filterFor(r.ExtProc)

@@ -188,3 +188,18 @@ func TestHeaderModifiers(t *testing.T) {
 		}
 	}
 }
+
+func TestRemoveHopByHopConnectionOptions(t *testing.T) {
+	h := http.Header{
+		"Connection": {"keep-alive, X-Foo", " CLOSE ,Upgrade"},
+		"Keep-Alive": {"timeout=5"},
+		"X-Foo":      {"1"},
+		"Close":      {"x"},
+		"Upgrade":    {"websocket"},
+		"X-Keep":     {"kept"},
+	}
+	removeHopByHop(h, false)
+	if len(h) != 1 || h.Get("X-Keep") != "kept" {
+		t.Errorf("after removing hop-by-hop headers: %v", h)
+	}
+}

@@ -28,7 +28,7 @@ func removeHopByHop(h http.Header, keepTrailersTE bool) {
 	for _, f := range h["Connection"] {
 		for sf := range strings.SplitSeq(f, ",") {
 			if sf = textproto.TrimString(sf); sf != "" {
-				delete(h, http.CanonicalHeaderKey(sf))
+				delete(h, connectionOption(sf))
 			}
 		}
 	}
@@ -41,6 +41,20 @@ func removeHopByHop(h http.Header, keepTrailersTE bool) {
 	if te {
 		h["Te"] = []string{"trailers"}
 	}
+}
+
+// connectionOption canonicalizes a field name listed in Connection; the usual options are
+// matched without allocating.
+func connectionOption(opt string) string {
+	switch {
+	case strings.EqualFold(opt, "keep-alive"):
+		return "Keep-Alive"
+	case strings.EqualFold(opt, "close"):
+		return "Close"
+	case strings.EqualFold(opt, "upgrade"):
+		return "Upgrade"
+	}
+	return http.CanonicalHeaderKey(opt)
 }
 
 // upgradeType returns the protocol a request or 101 response asks to switch to, or "".

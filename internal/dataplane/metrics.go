@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"strconv"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -38,8 +39,65 @@ func (m *Metrics) observe(ex *exchange, seconds float64) {
 	if m == nil {
 		return
 	}
+	if rm := m.cached(ex); rm != nil {
+		rm.counter(ex.status).Inc()
+		rm.duration.Observe(seconds)
+		return
+	}
 	m.requests.WithLabelValues(ex.Route, ex.Backend, strconv.Itoa(ex.status)).Inc()
 	m.duration.WithLabelValues(ex.Route, ex.Backend).Observe(seconds)
+}
+
+// metricsSlot caches, in a compiled route's backend, the metric children of that route
+// and backend, so that a request does not look its labels up (hashing, a lock, an
+// allocation for the status code) each time.
+type metricsSlot struct{ p atomic.Pointer[routeMetrics] }
+
+type routeMetrics struct {
+	m              *Metrics
+	route, backend string
+	duration       prometheus.Observer
+	// codes are the request counters by status code seen so far, copied on write.
+	codes atomic.Pointer[[]codeCounter]
+}
+
+type codeCounter struct {
+	code int
+	c    prometheus.Counter
+}
+
+// cached returns the children for the exchange's labels, nil when it has no slot.
+func (m *Metrics) cached(ex *exchange) *routeMetrics {
+	s := ex.metrics
+	if s == nil {
+		return nil
+	}
+	rm := s.p.Load()
+	if rm == nil || rm.m != m || rm.route != ex.Route || rm.backend != ex.Backend {
+		rm = &routeMetrics{m: m, route: ex.Route, backend: ex.Backend,
+			duration: m.duration.WithLabelValues(ex.Route, ex.Backend)}
+		s.p.Store(rm)
+	}
+	return rm
+}
+
+func (rm *routeMetrics) counter(code int) prometheus.Counter {
+	var cur []codeCounter
+	if p := rm.codes.Load(); p != nil {
+		cur = *p
+		for i := range cur {
+			if cur[i].code == code {
+				return cur[i].c
+			}
+		}
+	}
+	c := rm.m.requests.WithLabelValues(rm.route, rm.backend, strconv.Itoa(code))
+	if len(cur) < 16 {
+		// A lost race only loses a cache entry: WithLabelValues returns the same child.
+		next := append(append(make([]codeCounter, 0, len(cur)+1), cur...), codeCounter{code, c})
+		rm.codes.Store(&next)
+	}
+	return c
 }
 
 func (m *Metrics) upstreamError(ex *exchange, kind string) {

@@ -49,6 +49,8 @@ type exchange struct {
 	upstreamDur   time.Duration
 	// aborted is why the response was cut short after its headers went out.
 	aborted error
+	// metrics caches the metric children of the route and backend chosen.
+	metrics *metricsSlot
 }
 
 func (h *portHandler) ServeHTTP(rw http.ResponseWriter, in *http.Request) {
@@ -63,9 +65,11 @@ func (h *portHandler) ServeHTTP(rw http.ResponseWriter, in *http.Request) {
 			ex.LocalAddr = ta.AddrPort()
 		}
 	}
-	ctx, cancel := context.WithCancelCause(in.Context())
-	defer cancel(nil)
-	ex.ctx, ex.cancel = ctx, cancel
+	// The request's own context serves until a route timeout needs a cancellable one
+	// (serveRoute): net/http cancels it when the handler returns, as a derived context
+	// would be, and sparing one context per request saves its allocations and its
+	// registration with the parent.
+	ex.ctx = in.Context()
 
 	var err error
 	defer func() {
@@ -172,20 +176,26 @@ func newOutRequest(ex *exchange, in *http.Request) *http.Request {
 		out.Header["Connection"] = []string{"Upgrade"}
 		out.Header["Upgrade"] = []string{up}
 	}
+	// One backing array for the values the gateway sets; each header gets its own
+	// capacity-limited slice, so that appending to one never writes into another.
+	vals := make([]string, 4)
 	if ip := ex.ClientAddr.Addr(); ip.IsValid() {
 		client := ip.Unmap().String()
 		if prior, ok := out.Header["X-Forwarded-For"]; ok {
 			client = strings.Join(prior, ", ") + ", " + client
 		}
-		out.Header["X-Forwarded-For"] = []string{client}
+		vals[0] = client
+		out.Header["X-Forwarded-For"] = vals[0:1:1]
 	}
-	out.Header["X-Forwarded-Proto"] = []string{ex.Scheme}
-	out.Header["X-Forwarded-Host"] = []string{in.Host}
+	vals[1], vals[2] = ex.Scheme, in.Host
+	out.Header["X-Forwarded-Proto"] = vals[1:2:2]
+	out.Header["X-Forwarded-Host"] = vals[2:3:3]
 	if id := out.Header["X-Request-Id"]; len(id) > 0 && id[0] != "" {
 		ex.ID = id[0]
 	} else {
 		ex.ID = newRequestID()
-		out.Header["X-Request-Id"] = []string{ex.ID}
+		vals[3] = ex.ID
+		out.Header["X-Request-Id"] = vals[3:4:4]
 	}
 	return out
 }
@@ -201,6 +211,10 @@ func (g *Gateway) serveRoute(ex *exchange, rt *route) error {
 		applyRewrite(out, rt, rw)
 	}
 	if d := rt.timeout(); d > 0 {
+		ctx, cancel := context.WithCancelCause(ex.ctx)
+		defer cancel(nil)
+		ex.ctx, ex.cancel = ctx, cancel
+		out = out.WithContext(ctx)
 		t := time.AfterFunc(d, func() { ex.cancel(errRequestTimeout) })
 		defer t.Stop()
 	}
@@ -209,6 +223,7 @@ func (g *Gateway) serveRoute(ex *exchange, rt *route) error {
 		return g.localReply(ex, filter.Reply(http.StatusInternalServerError, "backend_not_resolved", "the route's backend could not be resolved\n"))
 	}
 	ex.Backend = w.bal.backend.Name
+	ex.metrics = w.metrics
 	addr := w.bal.pick()
 	if addr == "" {
 		return g.localReply(ex, filter.Reply(http.StatusServiceUnavailable, "no_healthy_upstream", "no healthy upstream\n"))
@@ -218,9 +233,19 @@ func (g *Gateway) serveRoute(ex *exchange, rt *route) error {
 	if out.Trailer == nil && len(ex.in.Trailer) > 0 {
 		out.Trailer = ex.in.Trailer
 	}
-	out = out.WithContext(httptrace.WithClientTrace(ex.ctx, ex.trace()))
-	ex.upstreamStart = time.Now()
-	resp, err := w.bal.tr.RoundTrip(out)
+	if g.opts.AccessLog != nil {
+		// Only the access log reports the upstream's time: no clock reads without it.
+		ex.upstreamStart = time.Now()
+	}
+	var resp *http.Response
+	var err error
+	if w.bal.h1 != nil {
+		// The lean client takes the 1xx hook directly: no trace or context per request.
+		resp, err = w.bal.h1.Do(out, ex.got1xx)
+	} else {
+		out = out.WithContext(httptrace.WithClientTrace(ex.ctx, &httptrace.ClientTrace{Got1xxResponse: ex.got1xx}))
+		resp, err = w.bal.tr.RoundTrip(out)
+	}
 	if err != nil {
 		return g.upstreamFailed(ex, err)
 	}
@@ -241,28 +266,30 @@ func (rt *route) timeout() time.Duration {
 	return d
 }
 
-// trace forwards informational (1xx) responses to the client as they arrive.
-func (ex *exchange) trace() *httptrace.ClientTrace {
-	return &httptrace.ClientTrace{
-		Got1xxResponse: func(code int, header textproto.MIMEHeader) error {
-			if code == http.StatusContinue {
-				// The client's server answers 100 Continue itself when the body is read.
-				return nil
-			}
-			h := ex.rw.Header()
-			for k, vv := range header {
-				h[k] = vv
-			}
-			ex.rw.WriteHeader(code)
-			clear(h)
-			return nil
-		},
+// got1xx forwards informational (1xx) responses to the client as they arrive.
+func (ex *exchange) got1xx(code int, header textproto.MIMEHeader) error {
+	if code == http.StatusContinue {
+		// The client's server answers 100 Continue itself when the body is read.
+		return nil
+	}
+	h := ex.rw.Header()
+	for k, vv := range header {
+		h[k] = vv
+	}
+	ex.rw.WriteHeader(code)
+	clear(h)
+	return nil
+}
+
+func (ex *exchange) setUpstreamDur() {
+	if !ex.upstreamStart.IsZero() {
+		ex.upstreamDur = time.Since(ex.upstreamStart)
 	}
 }
 
 // upstreamFailed maps a round-trip error to the reply the client gets.
 func (g *Gateway) upstreamFailed(ex *exchange, err error) error {
-	ex.upstreamDur = time.Since(ex.upstreamStart)
+	ex.setUpstreamDur()
 	var lr *filter.LocalReply
 	var de *dialError
 	switch {
@@ -285,7 +312,7 @@ func (g *Gateway) upstreamFailed(ex *exchange, err error) error {
 
 // respond runs the response filters and sends resp to the client.
 func (g *Gateway) respond(ex *exchange, resp *http.Response) error {
-	ex.upstreamDur = time.Since(ex.upstreamStart)
+	ex.setUpstreamDur()
 	for i := len(ex.responders) - 1; i >= 0; i-- {
 		if reply := ex.responders[i].Response(ex.ctx, &ex.Exchange, resp); reply != nil {
 			// Earlier filters still see the reply that replaces the response.
@@ -302,11 +329,20 @@ func (g *Gateway) write(ex *exchange, resp *http.Response) error {
 	for k, vv := range resp.Header {
 		h[k] = vv
 	}
-	delete(h, "Content-Length")
+	if _, ok := h["Content-Type"]; !ok {
+		// A response without a Content-Type goes out without one: net/http would
+		// otherwise sniff one from the body, a header nobody sent.
+		h["Content-Type"] = nil
+	}
 	// An HTTP/2 upstream may send a length and trailers; HTTP/1.1 can carry trailers
 	// only in a chunked body, so announced trailers win over the length.
 	if resp.ContentLength >= 0 && len(resp.Trailer) == 0 {
-		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+		// The upstream's own header is kept when it says the same: no allocation.
+		if cl := strconv.FormatInt(resp.ContentLength, 10); len(h["Content-Length"]) != 1 || h["Content-Length"][0] != cl {
+			h["Content-Length"] = []string{cl}
+		}
+	} else {
+		delete(h, "Content-Length")
 	}
 	announced := len(resp.Trailer)
 	if announced > 0 {

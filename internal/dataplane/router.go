@@ -56,6 +56,8 @@ type route struct {
 type weighted struct {
 	weight int
 	bal    *balancer // nil: unresolved, answers 500
+	// metrics caches the metric children of this route and backend.
+	metrics *metricsSlot
 }
 
 type valueMatcher struct {

@@ -172,7 +172,9 @@ type balancer struct {
 	addrs   []string
 	next    atomic.Uint32
 	tr      roundTripper
-	scheme  string
+	// h1 is tr when it is the lean HTTP/1.1 client, which is called without a trace.
+	h1     *h1client.Client
+	scheme string
 }
 
 func newBalancer(b *ir.Backend, u *Upstreams) (*balancer, error) {
@@ -181,6 +183,7 @@ func newBalancer(b *ir.Backend, u *Upstreams) (*balancer, error) {
 		return nil, fmt.Errorf("backend %s: %w", b.Name, err)
 	}
 	bl := &balancer{backend: b, tr: tr, scheme: "http"}
+	bl.h1, _ = tr.(*h1client.Client)
 	if b.Protocol == ir.UpstreamHTTPS {
 		bl.scheme = "https"
 	}

@@ -6,7 +6,8 @@
 // and reads the response itself on a pooled connection, and only a request that has a body
 // gets a second goroutine to stream it, so that an upstream that answers before reading the
 // whole body is served correctly. Parsing of responses, including chunked bodies and
-// trailers, is net/http's own (http.ReadResponse).
+// trailers, is net/http's own (http.ReadResponse), but for the common simple head (see
+// readResponse).
 package h1client
 
 import (
@@ -71,6 +72,9 @@ type conn struct {
 	addr   string
 	idleAt time.Time
 	reused bool
+	// abort unblocks the connection's reads and writes when a request is cancelled; made
+	// once per connection rather than per request.
+	abort func()
 }
 
 // errStale marks a pooled connection that the server closed while it sat idle: the
@@ -82,13 +86,24 @@ var errStale = errors.New("pooled connection closed by the upstream")
 // connection itself, an io.ReadWriteCloser. Informational responses are reported to the
 // Got1xxResponse hook of the context's httptrace.ClientTrace, if any.
 func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	var got1xx func(int, textproto.MIMEHeader) error
+	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil {
+		got1xx = trace.Got1xxResponse
+	}
+	return c.Do(req, got1xx)
+}
+
+// Do is RoundTrip with the informational-response hook passed directly: got1xx, when not
+// nil, is called with each 1xx response other than 101 (the context's httptrace hook is
+// not consulted). It spares the caller a ClientTrace and a context per request.
+func (c *Client) Do(req *http.Request, got1xx func(code int, header textproto.MIMEHeader) error) (*http.Response, error) {
 	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
 		cn, err := c.get(ctx, req.URL.Host)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.roundTrip(ctx, cn, req)
+		resp, err := c.roundTrip(ctx, cn, req, got1xx)
 		if err == nil {
 			return resp, nil
 		}
@@ -123,12 +138,14 @@ func (c *Client) get(ctx context.Context, addr string) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{
+	cn := &conn{
 		nc:   nc,
 		br:   bufio.NewReaderSize(nc, 16<<10),
 		bw:   bufio.NewWriterSize(nc, 16<<10),
 		addr: addr,
-	}, nil
+	}
+	cn.abort = func() { nc.SetDeadline(time.Unix(1, 0)) }
+	return cn, nil
 }
 
 func (c *Client) put(cn *conn) {
@@ -157,9 +174,9 @@ func (c *Client) CloseIdleConnections() {
 	}
 }
 
-func (c *Client) roundTrip(ctx context.Context, cn *conn, req *http.Request) (*http.Response, error) {
+func (c *Client) roundTrip(ctx context.Context, cn *conn, req *http.Request, got1xx func(int, textproto.MIMEHeader) error) (*http.Response, error) {
 	// Cancelling the request must unblock reads and writes on the connection at once.
-	stop := context.AfterFunc(ctx, func() { cn.nc.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, cn.abort)
 	fail := func(err error) (*http.Response, error) {
 		stop()
 		cn.nc.Close()
@@ -182,13 +199,18 @@ func (c *Client) roundTrip(ctx context.Context, cn *conn, req *http.Request) (*h
 	if err := cn.bw.Flush(); err != nil {
 		return fail(c.staleOr(cn, err))
 	}
-	var bodyDone chan error
-	var bodyRead atomic.Bool
+	// The response body's reader also holds the upload's state: one allocation for both.
+	rb := &bodyReader{c: c, cn: cn, stop: stop}
 	startBody := func() {
 		// The body streams beside the response: an upstream may answer (and close)
 		// before it has read everything.
-		bodyDone = make(chan error, 1)
-		go func() { bodyDone <- writeBody(cn.bw, body, chunked, req.Trailer, &bodyRead) }()
+		done := make(chan error, 1)
+		rb.bodyDone = done
+		limit := int64(-1)
+		if !chunked && req.ContentLength > 0 {
+			limit = req.ContentLength
+		}
+		go func() { done <- writeBody(cn.bw, body, chunked, limit, req.Trailer, &rb.bodyRead) }()
 	}
 	expect := body != nil && httpguts.HeaderValuesContainsToken(req.Header["Expect"], "100-continue")
 	if body != nil && !expect {
@@ -212,14 +234,9 @@ func (c *Client) roundTrip(ctx context.Context, cn *conn, req *http.Request) (*h
 			return fail(c.staleOr(cn, err))
 		}
 	}
-	// Informational responses go to the request's httptrace hook, as with net/http.
-	var got1xx func(int, textproto.MIMEHeader) error
-	if trace := httptrace.ContextClientTrace(ctx); trace != nil {
-		got1xx = trace.Got1xxResponse
-	}
 	var resp *http.Response
 	for {
-		resp, err = http.ReadResponse(cn.br, req)
+		resp, err = readResponse(cn.br, req)
 		if err != nil {
 			// A body still uploading ends on its own once the connection is closed or the
 			// client's body ends; waiting for it could wait on the client forever.
@@ -228,7 +245,7 @@ func (c *Client) roundTrip(ctx context.Context, cn *conn, req *http.Request) (*h
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
 		}
-		if resp.StatusCode == http.StatusContinue && expect && bodyDone == nil {
+		if resp.StatusCode == http.StatusContinue && expect && rb.bodyDone == nil {
 			startBody()
 		}
 		if got1xx != nil {
@@ -244,8 +261,9 @@ func (c *Client) roundTrip(ctx context.Context, cn *conn, req *http.Request) (*h
 	}
 	// A final answer to an Expect: 100-continue request whose body was never sent leaves
 	// the connection in doubt: the upstream may still expect the body.
-	reuse := !resp.Close && !req.Close && !(body != nil && bodyDone == nil)
-	resp.Body = &bodyReader{c: c, cn: cn, rc: resp.Body, stop: stop, bodyDone: bodyDone, bodyRead: &bodyRead, reuse: reuse}
+	rb.reuse = !resp.Close && !req.Close && !(body != nil && rb.bodyDone == nil)
+	rb.rc = resp.Body
+	resp.Body = rb
 	return resp, nil
 }
 
@@ -350,12 +368,20 @@ func validMethod(m string) bool {
 
 // writeBody streams the body, chunked or as is, then the trailers.
 // read is set once the body has been read to its end, after which only writes to the
-// upstream remain.
-func writeBody(w *bufio.Writer, body io.ReadCloser, chunked bool, trailer http.Header, read *atomic.Bool) error {
+// upstream remain. A body of declared length (limit >= 0) ends with its last declared
+// byte: read is set before that byte is flushed, so that an upstream answering at once
+// finds the connection reusable, and bytes beyond the length are never sent.
+func writeBody(w *bufio.Writer, body io.ReadCloser, chunked bool, limit int64, trailer http.Header, read *atomic.Bool) error {
 	defer body.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, rerr := body.Read(buf)
+		if limit >= 0 && int64(n) >= limit {
+			w.Write(buf[:limit])
+			read.Store(true)
+			return w.Flush()
+		}
+		limit -= int64(n)
 		if n > 0 {
 			if chunked {
 				w.WriteString(strconv.FormatInt(int64(n), 16))
@@ -403,7 +429,7 @@ type bodyReader struct {
 	rc       io.ReadCloser
 	stop     func() bool
 	bodyDone chan error
-	bodyRead *atomic.Bool
+	bodyRead atomic.Bool
 	reuse    bool
 	eof      bool
 	closed   bool

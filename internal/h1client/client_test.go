@@ -360,3 +360,24 @@ type readFlag struct {
 
 func (f *readFlag) Read(p []byte) (int, error) { f.read.Store(true); return f.r.Read(p) }
 func (f *readFlag) Close() error               { return nil }
+
+// TestSizedBodyReuse: an upstream that answers as soon as the declared body has arrived
+// must find the connection reusable, however fast its answer.
+func TestSizedBodyReuse(t *testing.T) {
+	t.Parallel()
+	srv, conns := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	})
+	c := newClient(t)
+	for i := range 50 {
+		req, _ := http.NewRequest("POST", srv.URL+"/", io.NopCloser(strings.NewReader("hello world")))
+		req.ContentLength = 5 // the body is longer than declared: only 5 bytes go out
+		if _, got := do(t, c, req); got != "hello" {
+			t.Fatalf("request %d: upstream got %q, want the declared 5 bytes", i, got)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for 50 sequential sized uploads, want 1", n)
+	}
+}
