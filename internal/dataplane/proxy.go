@@ -87,6 +87,7 @@ func (h *portHandler) ServeHTTP(rw http.ResponseWriter, in *http.Request) {
 	}()
 
 	out := newOutRequest(ex, in)
+	normalizePath(out.URL)
 	ex.Request = out
 	if upgradeType(in.Header) == "" && in.ProtoMajor == 1 {
 		// Upload and download may overlap (streaming RPCs over HTTP/1.1, long uploads
