@@ -73,3 +73,27 @@ func TestDotSegmentsCannotEscapeAPrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodingCannotHideAPath: routes match the decoded path, and the upstream gets the
+// client's encoding.
+func TestEncodingCannotHideAPath(t *testing.T) {
+	t.Parallel()
+	b := backendOf(t, "echo", echoBackend(t, "echo"))
+	g := startGateway(t, Options{}, simpleConfig(
+		tagged("admin", prefix("/admin"), b),
+		tagged("rest", prefix("/"), b),
+	))
+	c := newClient(t)
+	for _, tc := range []struct{ path, route, raw string }{
+		{"/%61dmin/x", "admin", "/%61dmin/x"},
+		{"/admin%2Fx", "admin", "/admin%2Fx"},
+		{"/Admin", "rest", ""},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, g.URL+tc.path, nil)
+		_, body := do(t, c, req)
+		s := decodeSeen(t, body)
+		if got := s.Header.Get("X-Route"); got != tc.route || s.RawPath != tc.raw {
+			t.Errorf("%s: route %q raw path %q, want %q %q", tc.path, got, s.RawPath, tc.route, tc.raw)
+		}
+	}
+}
