@@ -219,6 +219,18 @@ func (g *Gateway) serveRoute(ex *exchange, rt *route) error {
 		t := time.AfterFunc(d, func() { ex.cancel(errRequestTimeout) })
 		defer t.Stop()
 	}
+	if len(ex.instances) > 0 && out.Body != nil && out.Body != http.NoBody {
+		// A filter's body reader may fail with a local reply; not every transport ends
+		// the round trip when the body fails (the lean HTTP/1.1 client keeps waiting for
+		// the upstream's answer), so the reply cancels the request, its cause.
+		if ex.cancel == nil {
+			ctx, cancel := context.WithCancelCause(ex.ctx)
+			defer cancel(nil)
+			ex.ctx, ex.cancel = ctx, cancel
+			out = out.WithContext(ctx)
+		}
+		out.Body = &replyBody{ReadCloser: out.Body, cancel: ex.cancel}
+	}
 	w, ok := rt.pickBackend()
 	if !ok || w.bal == nil {
 		return g.localReply(ex, filter.Reply(http.StatusInternalServerError, "backend_not_resolved", "the route's backend could not be resolved\n"))
@@ -449,4 +461,21 @@ func (g *Gateway) localReply(ex *exchange, r *filter.LocalReply) error {
 		}
 	}
 	return g.write(ex, resp)
+}
+
+// replyBody cancels the request with the local reply a filter's body reader fails with.
+type replyBody struct {
+	io.ReadCloser
+	cancel context.CancelCauseFunc
+}
+
+func (b *replyBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		var lr *filter.LocalReply
+		if errors.As(err, &lr) && lr != nil {
+			b.cancel(lr)
+		}
+	}
+	return n, err
 }

@@ -129,8 +129,11 @@ func (in *instance) headersAnswer(p phase, ans *extprocv3.ProcessingResponse, no
 	switch {
 	case replace:
 		// The answer is the whole message: the body is replaced (or added) and neither
-		// body nor trailers of this direction go to the processor any more.
-		in.replaceBody(p, bm.GetBody(), true)
+		// body nor trailers of this direction go to the processor any more. Without a
+		// body_mutation the body goes on unprocessed, as in Envoy.
+		if bm != nil {
+			in.replaceBody(p, bm.GetBody(), true)
+		}
 		if p == phaseRequestHeaders {
 			in.mode.RequestBody, in.mode.RequestTrailer = bodyNone, false
 		} else {

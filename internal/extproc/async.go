@@ -3,6 +3,7 @@ package extproc
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -21,6 +22,14 @@ type receiver struct {
 
 	mu    sync.Mutex
 	owner chan *extprocv3.ProcessingResponse
+	// reqOpen, respOpen: body or trailers messages of that direction went out on the
+	// stream, so their answers are awaited on req or resp. Body answers of a direction
+	// with none out are out of turn: they go to whoever waits (owner), which sees them
+	// as spurious.
+	reqOpen, respOpen atomic.Bool
+	// dropRequest: nobody reads request body answers any more (the request body was
+	// replaced while chunks were on their way); late ones are dropped.
+	dropRequest atomic.Bool
 }
 
 // The channels are small: a reader that stops reading stops the receiver, and gRPC's
@@ -58,6 +67,9 @@ func (in *instance) startReceiver(st *stream, discard bool) {
 				continue
 			}
 			ch := r.route(ans)
+			if ch == r.req && r.dropRequest.Load() {
+				continue
+			}
 			select {
 			case ch <- ans:
 			case <-st.ctx.Done():
@@ -71,9 +83,13 @@ func (in *instance) startReceiver(st *stream, discard bool) {
 func (r *receiver) route(ans *extprocv3.ProcessingResponse) chan *extprocv3.ProcessingResponse {
 	switch ans.GetResponse().(type) {
 	case *extprocv3.ProcessingResponse_RequestBody, *extprocv3.ProcessingResponse_RequestTrailers:
-		return r.req
+		if r.reqOpen.Load() {
+			return r.req
+		}
 	case *extprocv3.ProcessingResponse_ResponseBody, *extprocv3.ProcessingResponse_ResponseTrailers:
-		return r.resp
+		if r.respOpen.Load() {
+			return r.resp
+		}
 	case *extprocv3.ProcessingResponse_RequestHeaders, *extprocv3.ProcessingResponse_ResponseHeaders:
 		return r.ctrl
 	}
@@ -82,13 +98,25 @@ func (r *receiver) route(ans *extprocv3.ProcessingResponse) chan *extprocv3.Proc
 	return r.owner
 }
 
+// expect marks p's direction as one whose body answers are awaited (a message of it
+// goes out on this stream).
+func (r *receiver) expect(p phase) {
+	switch p {
+	case phaseRequestBody, phaseRequestTrailers:
+		r.reqOpen.Store(true)
+	case phaseResponseBody, phaseResponseTrailers:
+		r.respOpen.Store(true)
+	}
+}
+
 func (r *receiver) setOwner(ch chan *extprocv3.ProcessingResponse) {
 	r.mu.Lock()
 	r.owner = ch
 	r.mu.Unlock()
 }
 
-// asyncRecv waits for the next answer of p's kind; timeout <= 0 waits without limit.
+// asyncRecv waits for the next answer of p's kind, at most timeout (<= 0 times out at
+// once, as in the synchronous case).
 func (in *instance) asyncRecv(p phase, timeout time.Duration) (*extprocv3.ProcessingResponse, *failure) {
 	r := in.st.async
 	ch := r.ctrl
@@ -101,32 +129,42 @@ func (in *instance) asyncRecv(p phase, timeout time.Duration) (*extprocv3.Proces
 	return in.waitOn(ch, timeout)
 }
 
+// waitOn waits for the next answer on ch, honouring the first valid
+// override_message_timeout as recv does.
 func (in *instance) waitOn(ch chan *extprocv3.ProcessingResponse, timeout time.Duration) (*extprocv3.ProcessingResponse, *failure) {
 	st := in.st
 	r := st.async
 	r.setOwner(ch)
-	var tc <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		tc = t.C
-	}
-	select {
-	case ans := <-ch:
-		for ans.GetOverrideMessageTimeout() != nil {
-			// Not armed per message here; the value has nothing to extend.
-			select {
-			case ans = <-ch:
-			case <-r.dead:
-				return nil, classify(st.ctx, in.ctx, r.err)
-			}
-		}
-		return ans, nil
-	case <-r.dead:
-		return nil, classify(st.ctx, in.ctx, r.err)
-	case <-tc:
+	if timeout <= 0 {
 		st.cancel(errMessageTimeout)
 		return nil, &failure{kindTimeout, errMessageTimeout}
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	overridden := false
+	for {
+		var ans *extprocv3.ProcessingResponse
+		select {
+		case ans = <-ch:
+		case <-r.dead:
+			// Answers the processor sent before it ended the stream come first.
+			var ok bool
+			if ans, ok = queued(ch); !ok {
+				return nil, classify(st.ctx, in.ctx, r.err)
+			}
+		case <-t.C:
+			st.cancel(errMessageTimeout)
+			return nil, &failure{kindTimeout, errMessageTimeout}
+		}
+		if ot := ans.GetOverrideMessageTimeout(); ot != nil {
+			// Its other fields are ignored; only the first valid one counts.
+			if d := ot.AsDuration(); !overridden && d >= time.Millisecond && d <= in.set().MaxMessageTimeout {
+				overridden = true
+				t.Reset(d)
+			}
+			continue
+		}
+		return ans, nil
 	}
 }
 
@@ -135,6 +173,28 @@ func (in *instance) waitOn(ch chan *extprocv3.ProcessingResponse, timeout time.D
 func (in *instance) asyncDone(st *stream, grace time.Duration) {
 	st.closeSend()
 	deferClose(st, grace)
+}
+
+// discardRequest drops the request body answers waiting and all later ones.
+func (r *receiver) discardRequest() {
+	r.dropRequest.Store(true)
+	for {
+		if _, ok := queued(r.req); !ok {
+			return
+		}
+	}
+}
+
+// queued returns an answer already waiting on ch, if any: the receiver delivers every
+// answer before it reports the stream's end, so a reader that sees dead must look here
+// first.
+func queued(ch chan *extprocv3.ProcessingResponse) (*extprocv3.ProcessingResponse, bool) {
+	select {
+	case ans := <-ch:
+		return ans, true
+	default:
+		return nil, false
+	}
 }
 
 // errOr returns why the stream ended, if the receiver has seen it end, else fallback.

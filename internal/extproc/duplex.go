@@ -42,6 +42,9 @@ func (in *instance) newDuplexBody(d dir, src io.ReadCloser, trailers func() http
 	b := &duplexBody{in: in, d: d, src: src, trailers: trailers, ch: st.async.req}
 	if d.body == phaseResponseBody {
 		b.ch = st.async.resp
+		st.async.respOpen.Store(true)
+	} else {
+		st.async.reqOpen.Store(true)
 	}
 	return b, nil
 }
@@ -148,14 +151,18 @@ func (b *duplexBody) next() {
 		in.mu.Unlock()
 		return
 	case <-st.async.dead:
-		in.mu.Lock()
-		f := classify(st.ctx, in.ctx, st.async.err)
-		if f.kind == kindClosed {
-			f = &failure{kindStream, errDuplexCut}
+		// Answers the processor sent before it ended the stream come first.
+		var ok bool
+		if ans, ok = queued(b.ch); !ok {
+			in.mu.Lock()
+			f := classify(st.ctx, in.ctx, st.async.err)
+			if f.kind == kindClosed {
+				f = &failure{kindStream, errDuplexCut}
+			}
+			b.err = in.fail(f)
+			in.mu.Unlock()
+			return
 		}
-		b.err = in.fail(f)
-		in.mu.Unlock()
-		return
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()

@@ -81,8 +81,9 @@ func (b *earlyBody) pump() {
 			err = io.EOF
 		}
 		if err != nil && err != io.EOF {
+			// The reader resets the stream when it gets here; nobody may (a headers
+			// answer that replaced the body closed src).
 			b.push(earlyItem{err: err})
-			st.cancel(errStreamDone)
 			return
 		}
 		if b.remaining > 0 {
@@ -110,6 +111,7 @@ func (b *earlyBody) pump() {
 			b.in.mu.Lock()
 			msg := trailersMsg(b.d, b.trailers(), b.in)
 			b.in.mu.Unlock()
+			b.in.logMessage("send", b.d.trailers, msg)
 			b.in.f.m.sent(b.d.trailers)
 			if st.send(msg) == nil {
 				b.push(earlyItem{trailers: true})
@@ -162,6 +164,7 @@ func (b *earlyBody) next() {
 	}
 	if it.err != nil {
 		b.err = it.err
+		in.abortStream()
 		return
 	}
 	in.mu.Lock()
@@ -214,7 +217,8 @@ func (b *earlyBody) next() {
 }
 
 // failed fails the body with lr, or (fail-open) passes this and every later chunk on.
-func (b *earlyBody) failed(lr error, it earlyItem) {
+// lr is a pointer, not an error: a nil reply must not become a non-nil error.
+func (b *earlyBody) failed(lr *filter.LocalReply, it earlyItem) {
 	if lr != nil {
 		b.err = lr
 		return
@@ -239,6 +243,7 @@ func (in *instance) requestEarly(req *http.Request, msg *extprocv3.ProcessingReq
 	in.early = b
 	in.onSent = func() {
 		in.startReceiver(in.st, false)
+		in.st.async.reqOpen.Store(true)
 		b.start()
 	}
 	ans, f := in.roundTrip(phaseRequestHeaders, msg, false)
@@ -262,9 +267,21 @@ func (in *instance) requestEarly(req *http.Request, msg *extprocv3.ProcessingReq
 		}
 		return nil
 	}
-	if !in.reqDone {
+	if !in.reqDone && in.mode.RequestBody != bodyStreamed {
+		// CONTINUE_AND_REPLACE without a body: what the pump read passes on unprocessed.
+		b.pass.Store(true)
+		in.st.async.discardRequest()
+		req.Body = b
+		in.reqDone = true
+	} else if !in.reqDone {
 		req.Body, req.ContentLength = b, -1
 		req.Header.Del("Content-Length")
+	} else if started {
+		// The answer replaced the body (3.11): the pump stops sending it, and the
+		// answers to chunks already sent are late body data, discarded.
+		b.pass.Store(true)
+		b.halt()
+		in.st.async.discardRequest()
 	}
 	in.maybeFinish()
 	return nil

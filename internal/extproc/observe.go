@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"time"
@@ -16,8 +17,13 @@ import (
 // hangs off the pool's context, not the request's, because it outlives the request by
 // up to DeferredCloseTimeout.
 
-// observeSend sends msg, opening the stream first if needed. Failures only end the
-// observation.
+// observeQueue bounds the messages waiting for a processor that reads slowly: past it
+// the observation of the request ends, rather than hold the request up (messages are
+// sent without waiting) or let memory grow.
+const observeQueue = 16
+
+// observeSend queues msg for the stream's sender, opening the stream first if needed.
+// Failures only end the observation.
 func (in *instance) observeSend(p phase, msg *extprocv3.ProcessingRequest) {
 	if in.bypass || in.done.Load() {
 		return
@@ -32,14 +38,43 @@ func (in *instance) observeSend(p phase, msg *extprocv3.ProcessingRequest) {
 		in.st = st
 		in.stp.Store(st)
 		in.startReceiver(st, true)
+		in.obsq = make(chan *extprocv3.ProcessingRequest, observeQueue)
+		in.startObserveSender(st, in.obsq)
 	}
 	in.decorate(p, msg)
 	in.logMessage("send", p, msg)
-	in.f.m.sent(p)
-	if err := in.st.send(msg); err != nil {
-		in.f.m.failed(classify(in.st.ctx, nil, err).kind)
+	select {
+	case in.obsq <- msg:
+		in.f.m.sent(p)
+	default:
+		// The processor does not keep up: stop observing; the reset ends a send
+		// blocked on its flow control.
+		in.f.m.failed(kindTimeout)
 		in.bypass = true
+		in.st.cancel(errStreamDone)
 	}
+}
+
+// startObserveSender sends what observeSend queues, then half-closes the stream once
+// observeDone closes the queue.
+func (in *instance) startObserveSender(st *stream, q chan *extprocv3.ProcessingRequest) {
+	pool := in.f.pool
+	pool.bg.Add(1)
+	go func() {
+		defer pool.bg.Done()
+		for msg := range q {
+			if err := st.send(msg); err != nil {
+				in.f.m.failed(classify(st.ctx, nil, err).kind)
+				in.mu.Lock()
+				in.bypass = true
+				in.mu.Unlock()
+				for range q {
+				}
+				return
+			}
+		}
+		st.closeSend()
+	}()
 }
 
 func (in *instance) observeRequest(req *http.Request) *filter.LocalReply {
@@ -88,7 +123,9 @@ func (in *instance) observeDone() {
 	if st == nil {
 		return
 	}
-	st.closeSend()
+	// The sender half-closes after the last message queued; nothing here waits on the
+	// network.
+	close(in.obsq)
 	deferClose(st, in.f.pool.opts.DeferredCloseTimeout)
 }
 
@@ -118,9 +155,8 @@ func (b *observeBody) Read(p []byte) (int, error) {
 	trailers := b.trailers()
 	withTrailers := b.sendTrailers && hasValues(trailers)
 	if b.bodies && (n > 0 || end) {
-		// Send copies the bytes into the message frame before returning, so p may be
-		// handed back to the caller as is.
-		in.observeSend(b.d.body, bodyMsg(b.d.body, p[:n], end && !withTrailers))
+		// The message is sent later, by the stream's sender: p goes back to the caller.
+		in.observeSend(b.d.body, bodyMsg(b.d.body, bytes.Clone(p[:n]), end && !withTrailers))
 	}
 	if end {
 		b.eof = true

@@ -54,6 +54,8 @@ type instance struct {
 	early *earlyBody
 	// onSent runs once right after the next message is sent (early bodies start there).
 	onSent func()
+	// obsq feeds the sender of an observability-mode stream.
+	obsq chan *extprocv3.ProcessingRequest
 }
 
 func (in *instance) set() *settings.Settings { return in.f.set }
@@ -106,7 +108,7 @@ func (in *instance) Response(ctx context.Context, ex *filter.Exchange, resp *htt
 	if in.set().Observability {
 		return in.observeResponse(resp)
 	}
-	in.mu.Lock()
+	in.lockFor(ctx)
 	defer in.mu.Unlock()
 	in.resp = resp
 	if in.bypass || in.done.Load() {
@@ -144,6 +146,19 @@ func (in *instance) Response(ctx context.Context, ex *filter.Exchange, resp *htt
 	}
 	in.maybeFinish()
 	return nil
+}
+
+// lockFor takes mu for Response. A request body reader may hold it while the processor
+// has a chunk; if ctx (the request's, which a route timeout cancels) ends meanwhile, the
+// upstream exchange that body was for is over: the stream is reset so that the reply
+// goes out now rather than when the processor answers or its message timeout fires.
+func (in *instance) lockFor(ctx context.Context) {
+	if in.mu.TryLock() {
+		return
+	}
+	stop := context.AfterFunc(ctx, in.abortStream)
+	in.mu.Lock()
+	stop()
 }
 
 // Done releases the stream. After a complete exchange it half-closes and gives the
@@ -260,6 +275,9 @@ func (in *instance) roundTrip(p phase, msg *extprocv3.ProcessingRequest, last bo
 	in.logMessage("send", p, msg)
 	start := time.Now()
 	in.f.m.sent(p)
+	if st.async != nil {
+		st.async.expect(p)
+	}
 	if err := st.send(msg); err != nil {
 		st.finished = true
 		return nil, classify(st.ctx, in.ctx, err)

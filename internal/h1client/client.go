@@ -210,7 +210,16 @@ func (c *Client) roundTrip(ctx context.Context, cn *conn, req *http.Request, got
 		if !chunked && req.ContentLength > 0 {
 			limit = req.ContentLength
 		}
-		go func() { done <- writeBody(cn.bw, body, chunked, limit, req.Trailer, &rb.bodyRead) }()
+		go func() {
+			err := writeBody(cn.bw, body, chunked, limit, req.Trailer, &rb.bodyRead)
+			if err != nil {
+				// A body that cannot be read to its end (the client went away, a filter
+				// failed it) must not leave the upstream waiting for the rest: closing the
+				// connection ends the exchange, and the response read fails with it.
+				cn.nc.Close()
+			}
+			done <- err
+		}()
 	}
 	expect := body != nil && httpguts.HeaderValuesContainsToken(req.Header["Expect"], "100-continue")
 	if body != nil && !expect {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -379,5 +380,37 @@ func TestSizedBodyReuse(t *testing.T) {
 	}
 	if n := conns.Load(); n != 1 {
 		t.Errorf("%d connections for 50 sequential sized uploads, want 1", n)
+	}
+}
+
+// TestBodyReadErrorEndsExchange: when the request body fails midway, the upstream is not
+// left waiting for the rest and RoundTrip returns an error promptly.
+func TestBodyReadErrorEndsExchange(t *testing.T) {
+	t.Parallel()
+	srv, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		if err == nil {
+			w.Write([]byte("complete body"))
+		}
+	})
+	c := newClient(t)
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", srv.URL, pr)
+	req.ContentLength = 100
+	go func() {
+		pw.Write([]byte("partial"))
+		pw.CloseWithError(errors.New("client went away"))
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	resp, err := c.RoundTrip(req.WithContext(ctx))
+	if err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Fatalf("RoundTrip succeeded with %q after the body failed", b)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("RoundTrip took %v to notice the failed body", d)
 	}
 }

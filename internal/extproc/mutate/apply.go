@@ -195,6 +195,10 @@ func (a *applier) del(l string) {
 			a.resp.ContentLength = -1
 		}
 	}
+	if l == "set-cookie" {
+		// The cookies that were there before the message are gone.
+		a.cookieBase = 0
+	}
 	delete(a.h, canonName(l))
 }
 
