@@ -44,9 +44,9 @@ func (g *Gateway) finish(ex *exchange, err error) {
 	if ex.details != "" {
 		attrs = append(attrs, slog.String("details", ex.details))
 	}
-	if len(ex.Metadata) > 0 {
-		md := make(map[string]any, len(ex.Metadata))
-		for ns, s := range ex.Metadata {
+	if meta := ex.Metadata(); len(meta) > 0 {
+		md := make(map[string]any, len(meta))
+		for ns, s := range meta {
 			if b, err := protojson.Marshal(s); err == nil {
 				md[ns] = jsonRaw(b)
 			}

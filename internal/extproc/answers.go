@@ -50,7 +50,8 @@ func (in *instance) decorate(p phase, msg *extprocv3.ProcessingRequest) {
 		in.sentResponseAttrs = true
 		prog = set.ResponseAttributes
 	}
-	if prog == nil && len(set.MetadataContext) == 0 && len(in.ex.Metadata) == 0 {
+	md := in.ex.Metadata()
+	if prog == nil && len(set.MetadataContext) == 0 && len(md) == 0 {
 		// The common case: nothing to evaluate, nothing to forward.
 		return
 	}
@@ -58,11 +59,11 @@ func (in *instance) decorate(p phase, msg *extprocv3.ProcessingRequest) {
 	if a := prog.Eval(input); a != nil && len(a.Fields) > 0 {
 		msg.Attributes = map[string]*structpb.Struct{attributesKey: a}
 	}
-	if len(set.MetadataContext) == 0 && len(in.ex.Metadata) == 0 {
+	if len(set.MetadataContext) == 0 && len(md) == 0 {
 		return
 	}
-	fm := make(map[string]*structpb.Struct, len(set.MetadataContext)+len(in.ex.Metadata))
-	for ns, s := range in.ex.Metadata {
+	fm := make(map[string]*structpb.Struct, len(set.MetadataContext)+len(md))
+	for ns, s := range md {
 		fm[ns] = s
 	}
 	for ns, prog := range set.MetadataContext {

@@ -139,11 +139,11 @@ func TestMetadataAndAttributes(t *testing.T) {
 		t.Fatalf("status %d", res.Status)
 	}
 	ex := g.exchange()
-	if v := ex.Metadata["my.ns"].GetFields()["tenant"].GetStringValue(); v != "t1" {
-		t.Errorf("metadata %v", ex.Metadata)
+	if v := ex.Metadata()["my.ns"].GetFields()["tenant"].GetStringValue(); v != "t1" {
+		t.Errorf("metadata %v", ex.Metadata())
 	}
-	if v := ex.Metadata[metadataNamespace].GetFields()["loose"].GetStringValue(); v != "v" {
-		t.Errorf("loose metadata %v", ex.Metadata)
+	if v := ex.Metadata()[metadataNamespace].GetFields()["loose"].GetStringValue(); v != "v" {
+		t.Errorf("loose metadata %v", ex.Metadata())
 	}
 	got := p.received()
 	ra := got[0].GetAttributes()[attributesKey]

@@ -57,8 +57,8 @@ func TestObservabilityMode(t *testing.T) {
 		t.Errorf("upstream saw %v %q", up.Header, up.Body)
 	}
 	ex := g.exchange()
-	if len(ex.Metadata) != 0 {
-		t.Errorf("metadata %v", ex.Metadata)
+	if len(ex.Metadata()) != 0 {
+		t.Errorf("metadata %v", ex.Metadata())
 	}
 	e := p.end(t)
 	if !e.canceled || time.Since(start) < 250*time.Millisecond {

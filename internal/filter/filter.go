@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -68,34 +69,53 @@ type Exchange struct {
 	Route   string
 	Backend string
 
-	// Metadata is the dynamic metadata of the request, by namespace: filters may add to
-	// it, later filters see it, and the access log prints it.
-	Metadata map[string]*structpb.Struct
+	// metadata is the dynamic metadata of the request, by namespace: filters add to it
+	// with SetMetadata, later filters and the access log read it with Metadata. A lock
+	// guards it because processors may answer from body readers on other goroutines.
+	mdMu     sync.Mutex
+	metadata map[string]*structpb.Struct
 
 	// ClearRouteCache, set by a filter's Request, makes the data plane choose the route
 	// again from the changed request before contacting the upstream.
 	ClearRouteCache bool
 }
 
-// SetMetadata merges fields into the dynamic metadata namespace ns.
+// SetMetadata merges fields into the dynamic metadata namespace ns. A namespace's Struct
+// is replaced, never changed in place, so what Metadata returned earlier stays valid.
 func (ex *Exchange) SetMetadata(ns string, s *structpb.Struct) {
 	if s == nil {
 		return
 	}
-	if ex.Metadata == nil {
-		ex.Metadata = make(map[string]*structpb.Struct)
+	ex.mdMu.Lock()
+	defer ex.mdMu.Unlock()
+	if ex.metadata == nil {
+		ex.metadata = make(map[string]*structpb.Struct)
 	}
-	cur := ex.Metadata[ns]
-	if cur == nil {
-		ex.Metadata[ns] = s
-		return
-	}
-	if cur.Fields == nil {
-		cur.Fields = make(map[string]*structpb.Value, len(s.Fields))
+	merged := &structpb.Struct{Fields: make(map[string]*structpb.Value, len(s.Fields))}
+	if cur := ex.metadata[ns]; cur != nil {
+		for k, v := range cur.Fields {
+			merged.Fields[k] = v
+		}
 	}
 	for k, v := range s.Fields {
-		cur.Fields[k] = v
+		merged.Fields[k] = v
 	}
+	ex.metadata[ns] = merged
+}
+
+// Metadata returns the dynamic metadata by namespace: a copy of the map, whose Structs
+// must not be changed. nil when there is none.
+func (ex *Exchange) Metadata() map[string]*structpb.Struct {
+	ex.mdMu.Lock()
+	defer ex.mdMu.Unlock()
+	if len(ex.metadata) == 0 {
+		return nil
+	}
+	out := make(map[string]*structpb.Struct, len(ex.metadata))
+	for k, v := range ex.metadata {
+		out[k] = v
+	}
+	return out
 }
 
 // LocalReply is a response made by the gateway itself instead of the upstream's.
