@@ -2,6 +2,7 @@
 // feature is Envoy-compatible external processing.
 //
 //	sluice run --config PATH        serve YAML files or directories (file mode)
+//	sluice kube                     serve the Gateways of a Kubernetes cluster (Kubernetes mode)
 //	sluice validate --config PATH   check a configuration and print every problem
 //	sluice demo                     the documented example, in one process
 //	sluice version                  print the version
@@ -33,6 +34,7 @@ const usage = `Sluice: an HTTP gateway with Envoy-compatible external processing
 
 Usage:
   sluice run --config PATH [--config PATH ...] [flags]   serve a file-mode configuration
+  sluice kube [--kubeconfig PATH] [flags]                 serve Gateway API resources of a cluster
   sluice validate --config PATH [...]                     check a configuration
   sluice demo [--port 8080] [--print-config]              run the documented example
   sluice version                                          print the version
@@ -55,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		err = cmdRun(ctx, args[1:], stderr)
+	case "kube":
+		err = cmdKube(ctx, args[1:], stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
 	case "demo":

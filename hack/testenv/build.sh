@@ -2,7 +2,7 @@
 # Builds the real Kubernetes control plane that Sluice's Kubernetes-mode tests run
 # against: etcd and etcdctl (v3.7.3), kube-apiserver and kubectl (v1.37.2), from the Go
 # module proxy, into a versioned cache outside the repository. Idempotent: binaries
-# already in the cache are not rebuilt, so only a machine's first run pays (~6-7 min on
+# already in the cache are not rebuilt, so only a machine's first run pays (~6 min on
 # 2 cores; a few seconds after that).
 #
 #   hack/testenv/build.sh          build what is missing, print the directory

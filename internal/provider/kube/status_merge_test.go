@@ -1,0 +1,141 @@
+package kube
+
+import (
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+)
+
+var (
+	t0 = metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	t1 = metav1.NewTime(time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC))
+)
+
+func cond(typ string, status metav1.ConditionStatus, reason string, gen int64, at metav1.Time) metav1.Condition {
+	return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: reason, ObservedGeneration: gen, LastTransitionTime: at}
+}
+
+func TestMergeConditions(t *testing.T) {
+	have := []metav1.Condition{
+		cond("Accepted", metav1.ConditionTrue, "Accepted", 1, t0),
+		cond("Programmed", metav1.ConditionTrue, "Programmed", 1, t0),
+		cond("Stale", metav1.ConditionTrue, "Old", 1, t0),
+	}
+	want := []metav1.Condition{
+		cond("Accepted", metav1.ConditionTrue, "Accepted", 2, metav1.Time{}),   // same status: keeps t0
+		cond("Programmed", metav1.ConditionFalse, "Invalid", 2, metav1.Time{}), // changed: t1
+		cond("ResolvedRefs", metav1.ConditionTrue, "ResolvedRefs", 2, metav1.Time{}),
+	}
+	got := mergeConditions(have, want, t1)
+	exp := []metav1.Condition{
+		cond("Accepted", metav1.ConditionTrue, "Accepted", 2, t0),
+		cond("Programmed", metav1.ConditionFalse, "Invalid", 2, t1),
+		cond("ResolvedRefs", metav1.ConditionTrue, "ResolvedRefs", 2, t1),
+	}
+	if !equality.Semantic.DeepEqual(got, exp) {
+		t.Fatalf("got %+v\nwant %+v", got, exp)
+	}
+	if want[0].LastTransitionTime != (metav1.Time{}) {
+		t.Fatal("mergeConditions changed its input")
+	}
+}
+
+func TestGatewayClassStatusKeepsOtherConditions(t *testing.T) {
+	have := gwv1.GatewayClassStatus{Conditions: []metav1.Condition{
+		cond("Accepted", metav1.ConditionUnknown, "Pending", 1, t0),
+		cond("SupportedVersion", metav1.ConditionTrue, "SupportedVersion", 1, t0),
+	}}
+	got := gatewayClassStatus(&have, 3, t1)
+	if len(got.Conditions) != 2 || got.Conditions[0].Status != metav1.ConditionTrue ||
+		got.Conditions[0].ObservedGeneration != 3 || !got.Conditions[0].LastTransitionTime.Equal(&t1) ||
+		got.Conditions[1].Type != "SupportedVersion" {
+		t.Fatalf("got %+v", got.Conditions)
+	}
+	again := gatewayClassStatus(&got, 3, metav1.NewTime(t1.Add(time.Hour)))
+	if !equality.Semantic.DeepEqual(got, again) {
+		t.Fatalf("a second merge changed the status:\n%+v\n%+v", got, again)
+	}
+}
+
+func TestGatewayStatus(t *testing.T) {
+	ip := gwv1.IPAddressType
+	have := gwv1.GatewayStatus{
+		Addresses: []gwv1.GatewayStatusAddress{{Type: &ip, Value: "10.0.0.9"}},
+		Listeners: []gwv1.ListenerStatus{{Name: "http", Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionTrue, "Accepted", 1, t0)}}},
+	}
+	want := &gwv1.GatewayStatus{
+		Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionTrue, "Accepted", 1, metav1.Time{})},
+		Listeners: []gwv1.ListenerStatus{
+			{Name: "http", AttachedRoutes: 2, Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionTrue, "Accepted", 1, metav1.Time{})}},
+			{Name: "other", Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionFalse, "Invalid", 1, metav1.Time{})}},
+		},
+	}
+	got := gatewayStatus(&have, want, nil, t1)
+	if len(got.Addresses) != 1 || got.Addresses[0].Value != "10.0.0.9" {
+		t.Fatalf("addresses not kept: %+v", got.Addresses)
+	}
+	if l := got.Listeners[0]; l.AttachedRoutes != 2 || !l.Conditions[0].LastTransitionTime.Equal(&t0) {
+		t.Fatalf("listener http: %+v", l)
+	}
+	if l := got.Listeners[1]; !l.Conditions[0].LastTransitionTime.Equal(&t1) {
+		t.Fatalf("listener other: %+v", l)
+	}
+	got = gatewayStatus(&have, want, []gwv1.GatewayStatusAddress{{Type: &ip, Value: "192.0.2.1"}}, t1)
+	if len(got.Addresses) != 1 || got.Addresses[0].Value != "192.0.2.1" {
+		t.Fatalf("addresses not replaced: %+v", got.Addresses)
+	}
+	if want.Listeners[0].Conditions[0].LastTransitionTime != (metav1.Time{}) {
+		t.Fatal("gatewayStatus changed the translation's status")
+	}
+}
+
+func TestRouteParentsKeepsOtherControllers(t *testing.T) {
+	const ours, theirs = gwv1.GatewayController("gateway.sluice.dev/controller"), gwv1.GatewayController("example.com/other")
+	ref := func(name string) gwv1.ParentReference { return gwv1.ParentReference{Name: gwv1.ObjectName(name)} }
+	have := []gwv1.RouteParentStatus{
+		{ParentRef: ref("a"), ControllerName: theirs, Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionTrue, "Accepted", 1, t0)}},
+		{ParentRef: ref("mine"), ControllerName: ours, Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionTrue, "Accepted", 1, t0)}},
+		{ParentRef: ref("gone"), ControllerName: ours, Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionTrue, "Accepted", 1, t0)}},
+	}
+	want := []gwv1.RouteParentStatus{
+		{ParentRef: ref("mine"), ControllerName: ours, Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionTrue, "Accepted", 2, metav1.Time{})}},
+	}
+	got := routeParents(have, want, ours, t1)
+	if len(got) != 2 || got[0].ControllerName != theirs || got[1].ParentRef.Name != "mine" ||
+		!got[1].Conditions[0].LastTransitionTime.Equal(&t0) || got[1].Conditions[0].ObservedGeneration != 2 {
+		t.Fatalf("got %+v", got)
+	}
+	if got := routeParents(have, nil, ours, t1); len(got) != 1 || got[0].ControllerName != theirs {
+		t.Fatalf("detached route: got %+v", got)
+	}
+}
+
+func TestPolicyAncestorsKeepsOtherControllers(t *testing.T) {
+	const ours, theirs = gwv1.GatewayController("gateway.sluice.dev/controller"), gwv1.GatewayController("example.com/other")
+	ref := func(name string) gwv1.ParentReference { return gwv1.ParentReference{Name: gwv1.ObjectName(name)} }
+	have := []gwv1.PolicyAncestorStatus{
+		{AncestorRef: ref("gw"), ControllerName: theirs, Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionTrue, "Accepted", 1, t0)}},
+		{AncestorRef: ref("gw"), ControllerName: ours, Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionTrue, "Accepted", 1, t0)}},
+	}
+	want := []gwv1.PolicyAncestorStatus{
+		{AncestorRef: ref("gw"), ControllerName: ours, Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionFalse, "Conflicted", 1, metav1.Time{})}},
+	}
+	got := policyAncestors(have, want, ours, t1)
+	if len(got) != 2 || got[0].ControllerName != theirs || got[1].Conditions[0].Reason != "Conflicted" ||
+		!got[1].Conditions[0].LastTransitionTime.Equal(&t1) {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+func TestSetIfChangedTreatsNilAndEmptyAlike(t *testing.T) {
+	var parents []gwv1.RouteParentStatus
+	if setIfChanged(&parents, []gwv1.RouteParentStatus{}) {
+		t.Fatal("nil and empty differ")
+	}
+	if !setIfChanged(&parents, []gwv1.RouteParentStatus{{ControllerName: "x"}}) || len(parents) != 1 {
+		t.Fatal("a change was not stored")
+	}
+}

@@ -1,0 +1,299 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/sluice-gateway/sluice/api/v1alpha1"
+	"github.com/sluice-gateway/sluice/internal/translate"
+)
+
+// StatusOptions configure a StatusWriter.
+type StatusOptions struct {
+	// ControllerName is the controllerName Sluice answers to: GatewayClasses naming it
+	// are accepted, and route and policy status entries carrying it are Sluice's own.
+	// Default translate.DefaultControllerName.
+	ControllerName string
+	// Addresses are reported in status.addresses of every Gateway Sluice serves (IP
+	// addresses or host names). Empty leaves the addresses a Gateway has.
+	Addresses []string
+	// Logger receives operational logs. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock of lastTransitionTime. Default time.Now.
+	Now func() time.Time
+}
+
+// StatusWriter writes translation results back as the status of GatewayClasses,
+// Gateways, HTTPRoutes and TrafficPolicies. OnResult may be called on every replica;
+// only the replica running Run (the elected leader) writes.
+//
+// Writes are skipped when the status is already what the translation wants (conditions
+// compared without lastTransitionTime, which is kept while a condition's status holds),
+// and retried on conflicts, re-reading the object from the API server.
+type StatusWriter struct {
+	c          client.Client
+	r          client.Reader
+	controller gwv1.GatewayController
+	addresses  []gwv1.GatewayStatusAddress
+	log        *slog.Logger
+	now        func() time.Time
+
+	mu     sync.Mutex
+	latest *translate.Result
+	kick   chan struct{}
+}
+
+// NewStatusWriter returns a writer that writes through c and reads current objects from
+// r (the provider's cache; c is used instead after a conflict).
+func NewStatusWriter(c client.Client, r client.Reader, o StatusOptions) *StatusWriter {
+	if o.ControllerName == "" {
+		o.ControllerName = translate.DefaultControllerName
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	w := &StatusWriter{c: c, r: r, controller: gwv1.GatewayController(o.ControllerName),
+		log: o.Logger, now: o.Now, kick: make(chan struct{}, 1)}
+	for _, a := range o.Addresses {
+		t := gwv1.HostnameAddressType
+		if _, err := netip.ParseAddr(a); err == nil {
+			t = gwv1.IPAddressType
+		}
+		w.addresses = append(w.addresses, gwv1.GatewayStatusAddress{Type: &t, Value: a})
+	}
+	return w
+}
+
+// OnResult records the latest translation result for Run. It never blocks, so it can
+// be app.Options.OnResult.
+func (w *StatusWriter) OnResult(res *translate.Result) {
+	w.mu.Lock()
+	w.latest = res
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run writes the latest result at once, then every new one, until ctx is done. A pass
+// that fails (API server unreachable) is retried with backoff, up to 30 s apart, until a
+// newer result replaces it. It returns nil when ctx is done.
+func (w *StatusWriter) Run(ctx context.Context) error {
+	backoff := time.Duration(0)
+	for {
+		w.mu.Lock()
+		res := w.latest
+		w.mu.Unlock()
+		if res != nil {
+			n, err := w.Write(ctx, res)
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				backoff = min(max(2*backoff, time.Second), 30*time.Second)
+				w.log.Error("writing status failed; retrying", "error", err, "retry_in", backoff.String())
+			default:
+				backoff = 0
+				if n > 0 {
+					w.log.Info("status written", "objects", n)
+				}
+			}
+		}
+		if !w.wait(ctx, backoff) {
+			return nil
+		}
+	}
+}
+
+// wait waits for a new result, or for backoff when it is not zero. It reports false when
+// ctx is done.
+func (w *StatusWriter) wait(ctx context.Context, backoff time.Duration) bool {
+	var retryC <-chan time.Time
+	if backoff > 0 {
+		t := time.NewTimer(backoff)
+		defer t.Stop()
+		retryC = t.C
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-w.kick:
+	case <-retryC:
+	}
+	return true
+}
+
+// Write brings the status of every object res speaks of up to date, and returns how
+// many objects it updated. Objects deleted meanwhile are skipped. Errors of single
+// objects do not stop the pass; they are joined.
+func (w *StatusWriter) Write(ctx context.Context, res *translate.Result) (int, error) {
+	now := metav1.NewTime(w.now().Truncate(time.Second))
+	written := 0
+	var errs []error
+	note := func(wrote bool, err error) {
+		if wrote {
+			written++
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	var classes gwv1.GatewayClassList
+	if err := w.r.List(ctx, &classes); err != nil {
+		errs = append(errs, fmt.Errorf("listing GatewayClasses: %w", err))
+	}
+	for _, gc := range classes.Items {
+		if gc.Spec.ControllerName != w.controller {
+			continue
+		}
+		note(w.update(ctx, "GatewayClass", types.NamespacedName{Name: gc.Name},
+			func() client.Object { return &gwv1.GatewayClass{} },
+			func(o client.Object) bool {
+				gc := o.(*gwv1.GatewayClass)
+				if gc.Spec.ControllerName != w.controller {
+					return false
+				}
+				next := gatewayClassStatus(&gc.Status, gc.Generation, now)
+				return setIfChanged(&gc.Status, next)
+			}))
+	}
+
+	for key, want := range res.Gateways {
+		note(w.update(ctx, "Gateway", key,
+			func() client.Object { return &gwv1.Gateway{} },
+			func(o client.Object) bool {
+				gw := o.(*gwv1.Gateway)
+				return setIfChanged(&gw.Status, gatewayStatus(&gw.Status, want, w.addresses, now))
+			}))
+	}
+
+	// Every route, not only those of res: a route that no longer attaches to a Gateway
+	// of ours loses the entries Sluice wrote on it.
+	var routes gwv1.HTTPRouteList
+	if err := w.r.List(ctx, &routes); err != nil {
+		errs = append(errs, fmt.Errorf("listing HTTPRoutes: %w", err))
+	}
+	for _, rt := range routes.Items {
+		key := client.ObjectKeyFromObject(&rt)
+		var want []gwv1.RouteParentStatus
+		if st := res.HTTPRoutes[key]; st != nil {
+			want = st.Parents
+		}
+		if len(want) == 0 && !hasParentOf(rt.Status.Parents, w.controller) {
+			continue
+		}
+		note(w.update(ctx, "HTTPRoute", key,
+			func() client.Object { return &gwv1.HTTPRoute{} },
+			func(o client.Object) bool {
+				rt := o.(*gwv1.HTTPRoute)
+				next := routeParents(rt.Status.Parents, want, w.controller, now)
+				return setIfChanged(&rt.Status.Parents, next)
+			}))
+	}
+
+	var policies v1alpha1.TrafficPolicyList
+	err := w.r.List(ctx, &policies)
+	switch {
+	case meta.IsNoMatchError(err):
+		// The TrafficPolicy CRD is not installed: nothing to report.
+	case err != nil:
+		errs = append(errs, fmt.Errorf("listing TrafficPolicies: %w", err))
+	}
+	for _, p := range policies.Items {
+		key := client.ObjectKeyFromObject(&p)
+		var want []gwv1.PolicyAncestorStatus
+		if st := res.Policies[key]; st != nil {
+			want = st.Ancestors
+		}
+		if len(want) == 0 && !hasAncestorOf(p.Status.Ancestors, w.controller) {
+			continue
+		}
+		note(w.update(ctx, "TrafficPolicy", key,
+			func() client.Object { return &v1alpha1.TrafficPolicy{} },
+			func(o client.Object) bool {
+				p := o.(*v1alpha1.TrafficPolicy)
+				next := policyAncestors(p.Status.Ancestors, want, w.controller, now)
+				return setIfChanged(&p.Status.Ancestors, next)
+			}))
+	}
+	return written, errors.Join(errs...)
+}
+
+// update reads the object key (from the cache first, from the API server after a
+// conflict), lets mutate change its status, and writes the status if mutate reports a
+// change. It reports whether it wrote.
+func (w *StatusWriter) update(ctx context.Context, kind string, key types.NamespacedName,
+	newObj func() client.Object, mutate func(client.Object) bool) (bool, error) {
+	wrote := false
+	src := w.r
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		obj := newObj()
+		if err := src.Get(ctx, key, obj); err != nil {
+			return err
+		}
+		// A conflict means the cache was behind: read the API server from now on.
+		src = w.c
+		if !mutate(obj) {
+			return nil
+		}
+		if err := w.c.Status().Update(ctx, obj); err != nil {
+			return err
+		}
+		wrote = true
+		return nil
+	})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return wrote, fmt.Errorf("writing the status of %s %s: %w", kind, key, err)
+	}
+	return wrote, nil
+}
+
+// setIfChanged stores next in *dst unless they are semantically equal, and reports
+// whether it did.
+func setIfChanged[T any](dst *T, next T) bool {
+	if equality.Semantic.DeepEqual(*dst, next) {
+		return false
+	}
+	*dst = next
+	return true
+}
+
+func hasParentOf(ps []gwv1.RouteParentStatus, c gwv1.GatewayController) bool {
+	for _, p := range ps {
+		if p.ControllerName == c {
+			return true
+		}
+	}
+	return false
+}
+
+func hasAncestorOf(as []gwv1.PolicyAncestorStatus, c gwv1.GatewayController) bool {
+	for _, a := range as {
+		if a.ControllerName == c {
+			return true
+		}
+	}
+	return false
+}
