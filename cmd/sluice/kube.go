@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
@@ -32,6 +33,9 @@ type kubeFlags struct {
 	leaderElect    bool
 	leaderNS       string
 	leaderID       string
+	leaderLease    time.Duration
+	leaderRenew    time.Duration
+	leaderRetry    time.Duration
 }
 
 func (k *kubeFlags) register(fs *flag.FlagSet) {
@@ -42,6 +46,9 @@ func (k *kubeFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&k.leaderElect, "leader-elect", true, "elect one replica (Lease) to write status; disable only for a single replica")
 	fs.StringVar(&k.leaderNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: $POD_NAMESPACE, the pod's namespace, --namespace, then default)")
 	fs.StringVar(&k.leaderID, "leader-election-id", "sluice-status-writer", "name of the leader election Lease")
+	fs.DurationVar(&k.leaderLease, "leader-election-lease-duration", 15*time.Second, "how long followers wait before taking over a Lease the leader stopped renewing (a leader that dies without releasing it)")
+	fs.DurationVar(&k.leaderRenew, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps retrying a renewal before giving up leadership; below the lease duration")
+	fs.DurationVar(&k.leaderRetry, "leader-election-retry-period", 2*time.Second, "pause between attempts to acquire or renew the Lease")
 }
 
 func cmdKube(ctx context.Context, args []string, stderr io.Writer) error {
@@ -78,8 +85,9 @@ func cmdKube(ctx context.Context, args []string, stderr io.Writer) error {
 		ControllerName: kf.controllerName,
 		Addresses:      addrs,
 		LeaderElect:    kf.leaderElect,
-		Leader:         kube.LeaderOptions{Namespace: leaderNamespace(kf), Name: kf.leaderID},
-		Logger:         o.Logger,
+		Leader: kube.LeaderOptions{Namespace: leaderNamespace(kf), Name: kf.leaderID,
+			LeaseDuration: kf.leaderLease, RenewDeadline: kf.leaderRenew, RetryPeriod: kf.leaderRetry},
+		Logger: o.Logger,
 	})
 	if err != nil {
 		return err
