@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -206,8 +205,9 @@ func TestDocumentedExample(t *testing.T) {
 	}
 	processed(false, "no Extproc header after deleting the policy")
 
-	// Stop the leader (SIGTERM: it releases the Lease); the other replica writes the
-	// status of the next change.
+	// Kill the leader (SIGKILL: it cannot release the Lease, so the other replica takes
+	// over once the 3s lease runs out) and check that the other one writes the status of
+	// the next change.
 	var leader, other *replica
 	waitFor(ctx, t, 20*time.Second, "a replica to log its election", func() (bool, string) {
 		for i, r := range replicas {
@@ -218,7 +218,7 @@ func TestDocumentedExample(t *testing.T) {
 		}
 		return false, "no replica logged \"elected leader\""
 	})
-	leader.stop(t)
+	leader.kill(t)
 	var gw gwv1.Gateway
 	if err := c.Get(ctx, key, &gw); err != nil {
 		t.Fatal(err)
@@ -412,6 +412,7 @@ func startReplica(t *testing.T, bin, kubeconfig, bind string) *replica {
 	name := "replica " + bind
 	p := startProcess(t, name, bin, "kube", "--kubeconfig", kubeconfig, "--bind-address", bind,
 		"--admin-addr", admin, "--gateway-address", bind, "--leader-elect", "--log-level", "info",
+		"--leader-election-lease-duration", "3s", "--leader-election-renew-deadline", "2s", "--leader-election-retry-period", "500ms",
 		"--access-log=false", "--drain-timeout", "1s")
 	return &replica{process: p, name: name, bind: bind, admin: admin}
 }
@@ -425,16 +426,16 @@ func (r *replica) alive() bool {
 	}
 }
 
-// stop sends SIGTERM and waits (bounded) for the process to exit.
-func (r *replica) stop(t *testing.T) {
+// kill sends SIGKILL and waits (bounded) for the process to exit.
+func (r *replica) kill(t *testing.T) {
 	t.Helper()
-	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("stopping %s: %v", r.name, err)
+	if err := r.cmd.Process.Kill(); err != nil {
+		t.Fatalf("killing %s: %v", r.name, err)
 	}
 	select {
 	case <-r.done:
 	case <-time.After(15 * time.Second):
-		t.Fatalf("%s did not exit within 15s of SIGTERM", r.name)
+		t.Fatalf("%s did not exit within 15s of SIGKILL", r.name)
 	}
 }
 
