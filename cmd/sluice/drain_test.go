@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice-gateway/sluice/internal/testutil"
 )
 
 // TestSIGTERMDrains runs `sluice run`, sends the process SIGTERM while a slow request is
@@ -24,12 +26,7 @@ func TestSIGTERMDrains(t *testing.T) {
 		io.WriteString(w, "finished")
 	}))
 	defer up.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := testutil.FreePort(t)
 	host, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
 	cfg := filepath.Join(t.TempDir(), "gw.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1

@@ -11,24 +11,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/sluice-gateway/sluice/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // config is a Gateway on port with one route for host to the backend at addr.
 func config(port int, host, addr string) string {
@@ -55,30 +46,12 @@ spec: {endpoints: [{host: %s, port: %s}]}
 `, port, host, h, p)
 }
 
-// logBuffer collects log lines safely across goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestReloadKeepsLastGoodConfig(t *testing.T) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "hello from "+r.Host)
 	}))
 	defer backend.Close()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "gw.yaml")
 	write := func(s string) {
@@ -94,7 +67,7 @@ func TestReloadKeepsLastGoodConfig(t *testing.T) {
 	}
 	write(config(port, "a.example.com", backend.Listener.Addr().String()))
 
-	var logs logBuffer
+	var logs testutil.LogBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan net.Addr, 1)
 	done := make(chan error, 1)

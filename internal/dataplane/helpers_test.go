@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluice-gateway/sluice/internal/ir"
+	"github.com/sluice-gateway/sluice/internal/testutil"
 )
 
 // wait bounds every blocking step of a test.
@@ -35,15 +36,7 @@ type testGateway struct {
 }
 
 // freePort returns a port that was free a moment ago.
-func freePort(t testing.TB) int32 {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return int32(ln.Addr().(*net.TCPAddr).Port)
-}
+func freePort(t testing.TB) int32 { return int32(testutil.FreePort(t)) }
 
 // startGateway serves cfg on 127.0.0.1. Ports numbered 0 get a free port (retried if another
 // test takes it first). The gateway is shut down when the test ends.

@@ -12,13 +12,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/sluice-gateway/sluice/internal/app"
+	"github.com/sluice-gateway/sluice/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -34,42 +34,16 @@ type gateway struct {
 	port   int
 	dir    string
 	client *http.Client
-	logs   *logBuffer
+	logs   *testutil.LogBuffer
 }
 
-// logBuffer collects log lines safely across goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testutil.FreePort(t) }
 
 // startGateway writes cfg (with {{PORT}} replaced by a free port) to a temporary directory
 // and serves it with app.Run until the test ends.
 func startGateway(t testing.TB, cfg string) *gateway {
 	t.Helper()
-	g := &gateway{t: t, dir: t.TempDir(), logs: &logBuffer{}}
+	g := &gateway{t: t, dir: t.TempDir(), logs: &testutil.LogBuffer{}}
 	g.port = freePort(t)
 	g.write(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -167,13 +141,7 @@ func (g *gateway) get(host, path string, hdr ...string) response {
 // eventually polls cond until it holds, within waitFor.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, waitFor, what, cond)
 }
 
 // ---- the upstream ----
