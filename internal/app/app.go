@@ -131,7 +131,7 @@ func Run(ctx context.Context, o Options) error {
 		defer adminSrv.Close()
 	}
 
-	if o.Translate == (translate.Options{}) && o.Source == nil {
+	if o.Translate.ControllerName == "" && !o.Translate.AllGatewayClasses && len(o.Translate.Gateways) == 0 && o.Source == nil {
 		o.Translate.AllGatewayClasses = true
 	}
 	apply := func(res *translate.Resources, loadErr error) error {

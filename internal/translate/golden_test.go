@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluice-gateway/sluice/internal/ir"
@@ -39,7 +40,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("load: %v", err)
 			}
-			opts := translate.Options{AllGatewayClasses: !strings.HasPrefix(name, "class-")}
+			opts := goldenOptions(name)
 			out := render(t, translate.Translate(res, opts))
 			// Translate must be deterministic: a second run gives the same bytes.
 			if again := render(t, translate.Translate(res, opts)); string(again) != string(out) {
@@ -61,6 +62,19 @@ func TestGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+// goldenOptions are the translation options of golden input name: file mode, except
+// for the class-* inputs, which are Kubernetes mode, and class-select, a per-Gateway
+// deployment serving Gateway default/a.
+func goldenOptions(name string) translate.Options {
+	switch {
+	case name == "class-select":
+		return translate.Options{Gateways: []types.NamespacedName{{Namespace: "default", Name: "a"}}}
+	case strings.HasPrefix(name, "class-"):
+		return translate.Options{}
+	}
+	return translate.Options{AllGatewayClasses: true}
 }
 
 func render(t *testing.T, r *translate.Result) []byte {

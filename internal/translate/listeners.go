@@ -69,6 +69,9 @@ func (l *listenerState) reject(c *condState) {
 
 // servesGateway reports whether Sluice serves Gateway g.
 func (t *translator) servesGateway(g *gwv1.Gateway) bool {
+	if !t.opts.selects(key(g)) {
+		return false
+	}
 	if t.opts.AllGatewayClasses {
 		return true
 	}

@@ -36,6 +36,9 @@ type targetState struct {
 	section  string
 	failed   *condState // TargetNotFound or Invalid
 	overrode *policyState
+	// foreign marks a target that exists but is served by someone else (another
+	// controller, or another per-Gateway deployment): it gets no status entry from here.
+	foreign bool
 }
 
 // Attachment points of policies, most specific first.
@@ -70,7 +73,7 @@ func (t *translator) translatePolicies() {
 			continue
 		}
 		for _, ts := range ps.targets {
-			if ts.failed != nil {
+			if ts.failed != nil || ts.foreign {
 				continue
 			}
 			k := slotPhase(ts.slot, ps.phase)
@@ -155,6 +158,10 @@ func (t *translator) resolveTargets(ps *policyState) {
 		if ref.Kind == KindGateway {
 			ts.gw = t.gwByName[k]
 			switch {
+			case ts.gw == nil && t.gateways[k] != nil:
+				// Another controller's Gateway, or another per-Gateway deployment's: not
+				// ours to report on.
+				ts.foreign = true
 			case ts.gw == nil:
 				ts.failed = t.policyProblem(ps, f, string(gwv1.PolicyReasonTargetNotFound), fmt.Sprintf("gateway %s not found", k))
 			case ts.section == "":

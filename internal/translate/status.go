@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
@@ -136,6 +137,9 @@ func (t *translator) writePolicyStatuses() {
 		st := &gwv1.PolicyStatus{Ancestors: []gwv1.PolicyAncestorStatus{}}
 		index := map[string]int{}
 		for _, ts := range ps.targets {
+			if ts.foreign {
+				continue
+			}
 			failure := ps.invalid
 			if failure == nil {
 				failure = ts.failed
@@ -189,9 +193,31 @@ func (t *translator) ancestors(ps *policyState, ts *targetState) []gwv1.ParentRe
 		out = append(out, gwv1.ParentReference{Group: r.Group, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name, SectionName: r.SectionName})
 	}
 	if len(out) == 0 {
+		if t.attachedElsewhere(ts.route) {
+			return nil
+		}
 		return []gwv1.ParentReference{self}
 	}
 	return out
+}
+
+// attachedElsewhere reports whether a route that no served Gateway accepts names a
+// Gateway that exists but is someone else's: whoever serves it reports on the policy.
+func (t *translator) attachedElsewhere(rs *routeState) bool {
+	for _, ref := range rs.route.Spec.ParentRefs {
+		if (ref.Group != nil && *ref.Group != gwv1.GroupName) || (ref.Kind != nil && *ref.Kind != KindGateway) {
+			continue
+		}
+		ns := rs.key.Namespace
+		if ref.Namespace != nil {
+			ns = string(*ref.Namespace)
+		}
+		k := types.NamespacedName{Namespace: ns, Name: string(ref.Name)}
+		if t.gateways[k] != nil && t.gwByName[k] == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func describeTarget(ps *policyState, ts *targetState) string {

@@ -88,6 +88,42 @@ type Options struct {
 	// nobody else to serve them). It also reports parentRefs to Gateways that do not exist,
 	// which in Kubernetes mode could belong to another controller.
 	AllGatewayClasses bool
+	// Gateways, when not empty, narrows the Gateways served to these (of Sluice's class,
+	// or of any class with AllGatewayClasses): a per-Gateway deployment. The other
+	// Gateways are treated like another controller's: routes and policies attached to
+	// them get no status entry from this translation. Default: every Gateway of the class.
+	Gateways []types.NamespacedName
+}
+
+// Owns reports whether a status entry whose reference is ref, on an object in namespace
+// ns, belongs to the Gateways o selects: every entry when o selects no Gateways, and
+// every entry that does not name a Gateway (a policy reported against its own target).
+// The status writer keeps the entries of Sluice's controller it does not own, which
+// another per-Gateway deployment wrote.
+func (o Options) Owns(ref gwv1.ParentReference, ns string) bool {
+	if len(o.Gateways) == 0 {
+		return true
+	}
+	if (ref.Group != nil && *ref.Group != gwv1.GroupName) || (ref.Kind != nil && *ref.Kind != KindGateway) {
+		return true
+	}
+	if ref.Namespace != nil {
+		ns = string(*ref.Namespace)
+	}
+	return o.selects(types.NamespacedName{Namespace: ns, Name: string(ref.Name)})
+}
+
+// selects reports whether Gateway k is among those o narrows serving to.
+func (o Options) selects(k types.NamespacedName) bool {
+	if len(o.Gateways) == 0 {
+		return true
+	}
+	for _, g := range o.Gateways {
+		if g == k {
+			return true
+		}
+	}
+	return false
 }
 
 // Result is what Translate produced.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -17,6 +18,9 @@ type RuntimeOptions struct {
 	ControllerName string
 	// Addresses are reported in Gateway status.addresses.
 	Addresses []string
+	// Gateways, when not empty, are the only Gateways served and reported on (a
+	// per-Gateway deployment); see translate.Options.Gateways.
+	Gateways []types.NamespacedName
 	// LeaderElect makes the replicas elect the one that writes status. Without it this
 	// process writes status unconditionally: right for a single replica only.
 	LeaderElect bool
@@ -56,6 +60,7 @@ func NewRuntime(cfg *rest.Config, o RuntimeOptions) (*Runtime, error) {
 	w := NewStatusWriter(c, p.Reader(), StatusOptions{
 		ControllerName: o.ControllerName,
 		Addresses:      o.Addresses,
+		Gateways:       o.Gateways,
 		Logger:         o.Logger,
 	})
 	if o.Leader.Logger == nil {

@@ -76,10 +76,12 @@ func gatewayStatus(have *gwv1.GatewayStatus, want *gwv1.GatewayStatus, addresses
 
 // routeParents merges the parent statuses of an HTTPRoute: entries of other
 // controllers stay as they are; Sluice's entries become want's (none when want is empty:
-// the route no longer attaches to a Gateway of ours). Entries keep their positions, and
-// new ones are appended, so that an unchanged status compares equal.
-func routeParents(have, want []gwv1.RouteParentStatus, controller gwv1.GatewayController, now metav1.Time) []gwv1.RouteParentStatus {
-	return mergeEntries(have, want, controller, now,
+// the route no longer attaches to a Gateway of ours), except those owns rejects (another
+// per-Gateway deployment's), which stay unless want has an entry for the same
+// reference. Entries keep their positions, and new ones are appended, so that an
+// unchanged status compares equal. A nil owns owns every entry.
+func routeParents(have, want []gwv1.RouteParentStatus, controller gwv1.GatewayController, owns func(gwv1.ParentReference) bool, now metav1.Time) []gwv1.RouteParentStatus {
+	return mergeEntries(have, want, controller, owns, now,
 		func(p *gwv1.RouteParentStatus) (gwv1.GatewayController, gwv1.ParentReference, *[]metav1.Condition) {
 			return p.ControllerName, p.ParentRef, &p.Conditions
 		})
@@ -87,8 +89,8 @@ func routeParents(have, want []gwv1.RouteParentStatus, controller gwv1.GatewayCo
 
 // policyAncestors merges the ancestor statuses of a policy the way routeParents merges
 // route parents.
-func policyAncestors(have, want []gwv1.PolicyAncestorStatus, controller gwv1.GatewayController, now metav1.Time) []gwv1.PolicyAncestorStatus {
-	return mergeEntries(have, want, controller, now,
+func policyAncestors(have, want []gwv1.PolicyAncestorStatus, controller gwv1.GatewayController, owns func(gwv1.ParentReference) bool, now metav1.Time) []gwv1.PolicyAncestorStatus {
+	return mergeEntries(have, want, controller, owns, now,
 		func(a *gwv1.PolicyAncestorStatus) (gwv1.GatewayController, gwv1.ParentReference, *[]metav1.Condition) {
 			return a.ControllerName, a.AncestorRef, &a.Conditions
 		})
@@ -99,7 +101,7 @@ func policyAncestors(have, want []gwv1.PolicyAncestorStatus, controller gwv1.Gat
 func mergeEntries[E any, PE interface {
 	*E
 	DeepCopy() *E
-}](have, want []E, controller gwv1.GatewayController, now metav1.Time,
+}](have, want []E, controller gwv1.GatewayController, owns func(gwv1.ParentReference) bool, now metav1.Time,
 	fields func(*E) (gwv1.GatewayController, gwv1.ParentReference, *[]metav1.Condition)) []E {
 	used := make([]bool, len(want))
 	// next returns want's entry for ref, merged with prev's conditions.
@@ -110,18 +112,25 @@ func mergeEntries[E any, PE interface {
 		used[i] = true
 		return e
 	}
-	var out []E
+	// Never nil: both lists are required fields, and a nil slice is sent as null,
+	// which the API server rejects.
+	out := []E{}
 	for i := range have {
 		c, ref, conds := fields(&have[i])
 		if c != controller {
 			out = append(out, *PE(&have[i]).DeepCopy())
 			continue
 		}
+		matched := false
 		for j := range want {
 			if _, wref, _ := fields(&want[j]); !used[j] && equality.Semantic.DeepEqual(ref, wref) {
 				out = append(out, next(j, *conds))
+				matched = true
 				break
 			}
+		}
+		if !matched && owns != nil && !owns(ref) {
+			out = append(out, *PE(&have[i]).DeepCopy())
 		}
 	}
 	for j := range want {

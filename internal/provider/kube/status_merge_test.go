@@ -1,12 +1,16 @@
 package kube
 
 import (
+	"slices"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/sluice-gateway/sluice/internal/translate"
 )
 
 var (
@@ -103,12 +107,12 @@ func TestRouteParentsKeepsOtherControllers(t *testing.T) {
 	want := []gwv1.RouteParentStatus{
 		{ParentRef: ref("mine"), ControllerName: ours, Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionTrue, "Accepted", 2, metav1.Time{})}},
 	}
-	got := routeParents(have, want, ours, t1)
+	got := routeParents(have, want, ours, nil, t1)
 	if len(got) != 2 || got[0].ControllerName != theirs || got[1].ParentRef.Name != "mine" ||
 		!got[1].Conditions[0].LastTransitionTime.Equal(&t0) || got[1].Conditions[0].ObservedGeneration != 2 {
 		t.Fatalf("got %+v", got)
 	}
-	if got := routeParents(have, nil, ours, t1); len(got) != 1 || got[0].ControllerName != theirs {
+	if got := routeParents(have, nil, ours, nil, t1); len(got) != 1 || got[0].ControllerName != theirs {
 		t.Fatalf("detached route: got %+v", got)
 	}
 }
@@ -123,10 +127,65 @@ func TestPolicyAncestorsKeepsOtherControllers(t *testing.T) {
 	want := []gwv1.PolicyAncestorStatus{
 		{AncestorRef: ref("gw"), ControllerName: ours, Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionFalse, "Conflicted", 1, metav1.Time{})}},
 	}
-	got := policyAncestors(have, want, ours, t1)
+	got := policyAncestors(have, want, ours, nil, t1)
 	if len(got) != 2 || got[0].ControllerName != theirs || got[1].Conditions[0].Reason != "Conflicted" ||
 		!got[1].Conditions[0].LastTransitionTime.Equal(&t1) {
 		t.Fatalf("got %+v", got)
+	}
+}
+
+// TestMergeKeepsOtherDeployments: a per-Gateway deployment serving Gateway a keeps
+// Sluice's entries for Gateway b (another deployment's), replaces its own, drops its own
+// that the translation no longer wants, and does not duplicate an entry both compute.
+func TestMergeKeepsOtherDeployments(t *testing.T) {
+	const ours = gwv1.GatewayController("gateway.sluice.dev/controller")
+	ref := func(name string) gwv1.ParentReference { return gwv1.ParentReference{Name: gwv1.ObjectName(name)} }
+	entry := func(name, reason string, ltt metav1.Time) gwv1.RouteParentStatus {
+		return gwv1.RouteParentStatus{ParentRef: ref(name), ControllerName: ours,
+			Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionTrue, reason, 1, ltt)}}
+	}
+	sel := translate.Options{Gateways: []types.NamespacedName{{Namespace: "default", Name: "a"}}}
+	owns := func(r gwv1.ParentReference) bool { return sel.Owns(r, "default") }
+	names := func(ps []gwv1.RouteParentStatus) (out []string) {
+		for _, p := range ps {
+			out = append(out, string(p.ParentRef.Name)+"="+p.Conditions[0].Reason)
+		}
+		return out
+	}
+	tests := []struct {
+		name       string
+		have, want []gwv1.RouteParentStatus
+		expect     []string
+	}{
+		{"other deployment's entry kept", []gwv1.RouteParentStatus{entry("b", "Accepted", t0), entry("a", "Old", t0)},
+			[]gwv1.RouteParentStatus{entry("a", "Accepted", metav1.Time{})}, []string{"b=Accepted", "a=Accepted"}},
+		{"own entry dropped when no longer wanted", []gwv1.RouteParentStatus{entry("a", "Accepted", t0), entry("b", "Accepted", t0)},
+			nil, []string{"b=Accepted"}},
+		{"entry both deployments compute is not duplicated", []gwv1.RouteParentStatus{entry("nowhere", "Old", t0)},
+			[]gwv1.RouteParentStatus{entry("nowhere", "TargetNotFound", metav1.Time{})}, []string{"nowhere=TargetNotFound"}},
+		{"new entry appended", []gwv1.RouteParentStatus{entry("b", "Accepted", t0)},
+			[]gwv1.RouteParentStatus{entry("a", "Accepted", metav1.Time{})}, []string{"b=Accepted", "a=Accepted"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := names(routeParents(tc.have, tc.want, ours, owns, t1))
+			if !slices.Equal(got, tc.expect) {
+				t.Fatalf("got %v, want %v", got, tc.expect)
+			}
+		})
+	}
+}
+
+// TestMergeNeverNil: parents and ancestors are required fields; a nil list is sent as
+// null and the API server rejects the whole status.
+func TestMergeNeverNil(t *testing.T) {
+	const ours = gwv1.GatewayController("gateway.sluice.dev/controller")
+	mine := []gwv1.PolicyAncestorStatus{{AncestorRef: gwv1.ParentReference{Name: "gw"}, ControllerName: ours}}
+	if got := policyAncestors(mine, nil, ours, nil, t1); got == nil || len(got) != 0 {
+		t.Errorf("policyAncestors = %#v, want an empty list", got)
+	}
+	if got := routeParents(nil, nil, ours, nil, t1); got == nil {
+		t.Error("routeParents = nil, want an empty list")
 	}
 }
 

@@ -31,6 +31,10 @@ type StatusOptions struct {
 	// Addresses are reported in status.addresses of every Gateway Sluice serves (IP
 	// addresses or host names). Empty leaves the addresses a Gateway has.
 	Addresses []string
+	// Gateways, when not empty, are the only Gateways this deployment serves (see
+	// translate.Options.Gateways): Sluice's route parent and policy ancestor entries
+	// for other Gateways are left to the deployments serving them.
+	Gateways []types.NamespacedName
 	// Logger receives operational logs. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock of lastTransitionTime. Default time.Now.
@@ -48,6 +52,7 @@ type StatusWriter struct {
 	c          client.Client
 	r          client.Reader
 	controller gwv1.GatewayController
+	selection  translate.Options // only Gateways: which entries this writer owns
 	addresses  []gwv1.GatewayStatusAddress
 	log        *slog.Logger
 	now        func() time.Time
@@ -70,7 +75,8 @@ func NewStatusWriter(c client.Client, r client.Reader, o StatusOptions) *StatusW
 		o.Now = time.Now
 	}
 	w := &StatusWriter{c: c, r: r, controller: gwv1.GatewayController(o.ControllerName),
-		log: o.Logger, now: o.Now, kick: make(chan struct{}, 1)}
+		selection: translate.Options{Gateways: o.Gateways},
+		log:       o.Logger, now: o.Now, kick: make(chan struct{}, 1)}
 	for _, a := range o.Addresses {
 		t := gwv1.HostnameAddressType
 		if _, err := netip.ParseAddr(a); err == nil {
@@ -205,7 +211,7 @@ func (w *StatusWriter) Write(ctx context.Context, res *translate.Result) (int, e
 			func() client.Object { return &gwv1.HTTPRoute{} },
 			func(o client.Object) bool {
 				rt := o.(*gwv1.HTTPRoute)
-				next := routeParents(rt.Status.Parents, want, w.controller, now)
+				next := routeParents(rt.Status.Parents, want, w.controller, w.owns(rt.Namespace), now)
 				return setIfChanged(&rt.Status.Parents, next)
 			}))
 	}
@@ -231,7 +237,7 @@ func (w *StatusWriter) Write(ctx context.Context, res *translate.Result) (int, e
 			func() client.Object { return &v1alpha1.TrafficPolicy{} },
 			func(o client.Object) bool {
 				p := o.(*v1alpha1.TrafficPolicy)
-				next := policyAncestors(p.Status.Ancestors, want, w.controller, now)
+				next := policyAncestors(p.Status.Ancestors, want, w.controller, w.owns(p.Namespace), now)
 				return setIfChanged(&p.Status.Ancestors, next)
 			}))
 	}
@@ -268,6 +274,11 @@ func (w *StatusWriter) update(ctx context.Context, kind string, key types.Namesp
 		return wrote, fmt.Errorf("writing the status of %s %s: %w", kind, key, err)
 	}
 	return wrote, nil
+}
+
+// owns returns which status entries of an object in namespace ns this writer owns.
+func (w *StatusWriter) owns(ns string) func(gwv1.ParentReference) bool {
+	return func(ref gwv1.ParentReference) bool { return w.selection.Owns(ref, ns) }
 }
 
 // setIfChanged stores next in *dst unless they are semantically equal, and reports
