@@ -38,7 +38,19 @@ type Options struct {
 	Scheme *runtime.Scheme
 	// Logger receives operational logs. Default slog.Default().
 	Logger *slog.Logger
+	// OnStatusChange, when set, is called after an update that changed only the status
+	// of a kind Sluice writes status on (such an update does not cause a translation).
+	// The status writer uses it to restore a status someone else overwrote. It must not
+	// block.
+	OnStatusChange func()
+	// CRDRecheck is how often the API server is asked again for an optional kind it did
+	// not serve (its CRD was not installed), so that a CRD installed later is watched
+	// without a restart. Default DefaultCRDRecheck.
+	CRDRecheck time.Duration
 }
+
+// DefaultCRDRecheck is how often a missing optional CRD is looked for again.
+const DefaultCRDRecheck = 30 * time.Second
 
 // Provider watches the API server and implements app.Source. Its cache also serves the
 // status writer's reads (Reader).
@@ -57,6 +69,9 @@ func New(cfg *rest.Config, o Options) (*Provider, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.CRDRecheck <= 0 {
+		o.CRDRecheck = DefaultCRDRecheck
 	}
 	if o.Scheme == nil {
 		s, err := NewScheme()
@@ -90,7 +105,7 @@ func (p *Provider) Reader() client.Reader { return p.cache }
 // goes away the informers keep retrying and the last state keeps serving.
 func (p *Provider) Run(ctx context.Context, update func(*translate.Resources, error)) error {
 	log := p.opts.Logger
-	kinds, err := p.register(ctx)
+	kinds, missing, err := p.register(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -113,6 +128,12 @@ func (p *Provider) Run(ctx context.Context, update func(*translate.Resources, er
 	}
 	log.Info("informer caches synced")
 
+	var recheck <-chan time.Time
+	if len(missing) > 0 {
+		tick := time.NewTicker(p.opts.CRDRecheck)
+		defer tick.Stop()
+		recheck = tick.C
+	}
 	for {
 		drain(p.poke)
 		res, err := p.snapshot(ctx, kinds)
@@ -120,10 +141,24 @@ func (p *Provider) Run(ctx context.Context, update func(*translate.Resources, er
 			return nil
 		}
 		update(res, err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-p.poke:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-p.poke:
+				break wait
+			case <-recheck:
+				var found []watchedKind
+				found, missing = p.watchMissing(ctx, missing)
+				if len(missing) == 0 {
+					recheck = nil
+				}
+				if len(found) > 0 {
+					kinds = append(kinds, found...)
+					break wait
+				}
+			}
 		}
 		t := time.NewTimer(p.opts.Debounce)
 		select {
@@ -136,33 +171,31 @@ func (p *Provider) Run(ctx context.Context, update func(*translate.Resources, er
 }
 
 // register asks the cache for an informer of every kind and installs the change handler.
-// An optional kind that the API server does not serve is left out; other errors (the API
-// server cannot be reached yet) are retried with backoff until ctx is done.
-func (p *Provider) register(ctx context.Context) ([]watchedKind, error) {
+// An optional kind that the API server does not serve is returned in missing; other
+// errors (the API server cannot be reached yet) are retried with backoff until ctx is
+// done.
+func (p *Provider) register(ctx context.Context) (kinds, missing []watchedKind, err error) {
 	log := p.opts.Logger
-	var kinds []watchedKind
 	pending := watchedKinds()
 	backoff := 500 * time.Millisecond
 	for len(pending) > 0 {
 		var retry []watchedKind
 		for i, k := range pending {
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return nil, nil, ctx.Err()
 			}
-			inf, err := p.cache.GetInformer(ctx, k.obj, cache.BlockUntilSynced(false))
+			err := p.watch(ctx, k, false)
 			switch {
 			case err == nil:
-				if _, err := inf.AddEventHandler(p.handler(k)); err != nil {
-					return nil, fmt.Errorf("watching %s: %w", k.name, err)
-				}
 				kinds = append(kinds, k)
 				continue
 			case meta.IsNoMatchError(err) && k.optional:
-				log.Warn("the API server does not serve this kind (is its CRD installed?); it is ignored until sluice restarts",
-					"kind", k.name, "error", err)
+				log.Warn("the API server does not serve this kind (is its CRD installed?); it is ignored until its CRD appears",
+					"kind", k.name, "recheck_every", p.opts.CRDRecheck.String(), "error", err)
+				missing = append(missing, k)
 				continue
 			case meta.IsNoMatchError(err):
-				return nil, fmt.Errorf("watching %s: the API server does not serve it (are the Gateway API CRDs installed?): %w", k.name, err)
+				return nil, nil, fmt.Errorf("watching %s: the API server does not serve it (are the Gateway API CRDs installed?): %w", k.name, err)
 			}
 			// The API server cannot be reached (yet): try this kind and the rest later.
 			log.Warn("cannot reach the API server yet; retrying", "kind", k.name, "error", err, "retry_in", backoff.String())
@@ -177,12 +210,44 @@ func (p *Provider) register(ctx context.Context) ([]watchedKind, error) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-t.C:
 		}
 		backoff = min(2*backoff, 30*time.Second)
 	}
-	return kinds, nil
+	return kinds, missing, nil
+}
+
+// watch gets the cache's informer of kind k and installs the change handler; with
+// synced it also waits until the informer has synced, so that the next snapshot holds
+// every object of the kind.
+func (p *Provider) watch(ctx context.Context, k watchedKind, synced bool) error {
+	inf, err := p.cache.GetInformer(ctx, k.obj, cache.BlockUntilSynced(synced))
+	if err != nil {
+		return err
+	}
+	if _, err := inf.AddEventHandler(p.handler(k)); err != nil {
+		return fmt.Errorf("watching %s: %w", k.name, err)
+	}
+	return nil
+}
+
+// watchMissing asks again for the optional kinds the API server did not serve, and
+// returns those it now watches (their informers synced) and those still missing.
+func (p *Provider) watchMissing(ctx context.Context, missing []watchedKind) (found, still []watchedKind) {
+	for _, k := range missing {
+		switch err := p.watch(ctx, k, true); {
+		case err == nil:
+			p.opts.Logger.Info("the API server serves this kind now; watching it", "kind", k.name)
+			found = append(found, k)
+		case meta.IsNoMatchError(err) || ctx.Err() != nil:
+			still = append(still, k)
+		default:
+			p.opts.Logger.Warn("looking for a CRD failed; retrying later", "kind", k.name, "error", err)
+			still = append(still, k)
+		}
+	}
+	return found, still
 }
 
 // handler signals a change for every add, delete and relevant update of kind k.
@@ -198,6 +263,9 @@ func (p *Provider) handler(k watchedKind) toolscache.ResourceEventHandler {
 		DeleteFunc: func(any) { signal() },
 		UpdateFunc: func(oldObj, newObj any) {
 			if k.hasStatus && statusOnly(oldObj, newObj) {
+				if p.opts.OnStatusChange != nil {
+					p.opts.OnStatusChange()
+				}
 				return
 			}
 			signal()

@@ -49,7 +49,10 @@ func NewRuntime(cfg *rest.Config, o RuntimeOptions) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := New(cfg, Options{Namespace: o.Namespace, Scheme: scheme, Logger: o.Logger})
+	// The provider reports status-only changes to the writer, which is made after it.
+	var w *StatusWriter
+	p, err := New(cfg, Options{Namespace: o.Namespace, Scheme: scheme, Logger: o.Logger,
+		OnStatusChange: func() { w.Recheck() }})
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +60,7 @@ func NewRuntime(cfg *rest.Config, o RuntimeOptions) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the API client: %w", err)
 	}
-	w := NewStatusWriter(c, p.Reader(), StatusOptions{
+	w = NewStatusWriter(c, p.Reader(), StatusOptions{
 		ControllerName: o.ControllerName,
 		Addresses:      o.Addresses,
 		Gateways:       o.Gateways,

@@ -172,6 +172,25 @@ func TestRuntimeServesAGatewayOfTheAPIServer(t *testing.T) {
 			len(gw.Status.Addresses) == 1 && gw.Status.Addresses[0].Value == "192.0.2.20"
 	})
 
+	// Someone else overwrites the Gateway's status: the leader restores it without
+	// waiting for a new translation.
+	eventually(t, 20*time.Second, "the Gateway status overwritten", func() bool {
+		var gw gwv1.Gateway
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "gw"}, &gw); err != nil {
+			return false
+		}
+		gw.Status = gwv1.GatewayStatus{}
+		return c.Status().Update(ctx, &gw) == nil
+	})
+	eventually(t, 20*time.Second, "the overwritten Gateway status restored", func() bool {
+		var gw gwv1.Gateway
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "gw"}, &gw); err != nil {
+			return false
+		}
+		return meta.IsStatusConditionTrue(gw.Status.Conditions, string(gwv1.GatewayConditionProgrammed)) &&
+			len(gw.Status.Addresses) == 1 && gw.Status.Addresses[0].Value == "192.0.2.20"
+	})
+
 	// A Backend edit reroutes traffic without a restart.
 	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "app"}, backend); err != nil {
 		t.Fatal(err)

@@ -93,6 +93,15 @@ func (w *StatusWriter) OnResult(res *translate.Result) {
 	w.mu.Lock()
 	w.latest = res
 	w.mu.Unlock()
+	w.Recheck()
+}
+
+// Recheck asks Run for another pass over the latest result without a new translation:
+// an object's status changed under it (someone else wrote it), and a pass restores
+// Sluice's part where it differs. It never blocks, so it can be the provider's
+// Options.OnStatusChange. Sluice's own writes come back as such changes too; their pass
+// finds nothing to write.
+func (w *StatusWriter) Recheck() {
 	select {
 	case w.kick <- struct{}{}:
 	default:
