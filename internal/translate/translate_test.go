@@ -126,3 +126,17 @@ func TestZeroObjects(t *testing.T) {
 		}
 	}
 }
+
+// TestSupportedFeaturesSorted: the Gateway API requires supportedFeatures sorted by name,
+// and a name listed twice would be rejected by the API server (a map-list keyed by name).
+func TestSupportedFeaturesSorted(t *testing.T) {
+	fs := translate.SupportedFeatures()
+	if len(fs) == 0 {
+		t.Fatal("no supported features: the conformance suite refuses an empty list")
+	}
+	for i := 1; i < len(fs); i++ {
+		if fs[i-1].Name >= fs[i].Name {
+			t.Errorf("supportedFeatures not sorted or not unique at %d: %q, %q", i, fs[i-1].Name, fs[i].Name)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -268,6 +269,9 @@ func TestProviderAndStatusAgainstAPIServer(t *testing.T) {
 	mustGet(ctx, t, c, types.NamespacedName{Name: f.class}, &gc)
 	mustGet(ctx, t, c, types.NamespacedName{Name: f.otherClass}, &other)
 	wantTrue(t, "GatewayClass", gc.Status.Conditions, gc.Generation, "Accepted")
+	if !equality.Semantic.DeepEqual(gc.Status.SupportedFeatures, translate.SupportedFeatures()) {
+		t.Errorf("GatewayClass supportedFeatures %+v, want %+v", gc.Status.SupportedFeatures, translate.SupportedFeatures())
+	}
 	if cnd := meta.FindStatusCondition(other.Status.Conditions, "Accepted"); cnd != nil && cnd.Status == metav1.ConditionTrue {
 		t.Errorf("the other controller's GatewayClass was accepted: %+v", cnd)
 	}

@@ -30,10 +30,12 @@ func mergeConditions(have, want []metav1.Condition, now metav1.Time) []metav1.Co
 	return out
 }
 
-// gatewayClassStatus sets the Accepted condition of a GatewayClass that names Sluice's
-// controller, keeping any other condition (another writer's SupportedVersion, say).
-func gatewayClassStatus(have *gwv1.GatewayClassStatus, generation int64, now metav1.Time) gwv1.GatewayClassStatus {
+// gatewayClassStatus sets the Accepted condition and the supported features of a
+// GatewayClass that names Sluice's controller, keeping any other condition (another
+// writer's SupportedVersion, say).
+func gatewayClassStatus(have *gwv1.GatewayClassStatus, generation int64, features []gwv1.SupportedFeature, now metav1.Time) gwv1.GatewayClassStatus {
 	out := *have.DeepCopy()
+	out.SupportedFeatures = features
 	want := metav1.Condition{
 		Type:               string(gwv1.GatewayClassConditionStatusAccepted),
 		Status:             metav1.ConditionTrue,

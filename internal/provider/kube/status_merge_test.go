@@ -52,13 +52,17 @@ func TestGatewayClassStatusKeepsOtherConditions(t *testing.T) {
 		cond("Accepted", metav1.ConditionUnknown, "Pending", 1, t0),
 		cond("SupportedVersion", metav1.ConditionTrue, "SupportedVersion", 1, t0),
 	}}
-	got := gatewayClassStatus(&have, 3, t1)
+	feats := translate.SupportedFeatures()
+	got := gatewayClassStatus(&have, 3, feats, t1)
+	if !equality.Semantic.DeepEqual(got.SupportedFeatures, feats) {
+		t.Fatalf("supportedFeatures %+v, want %+v", got.SupportedFeatures, feats)
+	}
 	if len(got.Conditions) != 2 || got.Conditions[0].Status != metav1.ConditionTrue ||
 		got.Conditions[0].ObservedGeneration != 3 || !got.Conditions[0].LastTransitionTime.Equal(&t1) ||
 		got.Conditions[1].Type != "SupportedVersion" {
 		t.Fatalf("got %+v", got.Conditions)
 	}
-	again := gatewayClassStatus(&got, 3, metav1.NewTime(t1.Add(time.Hour)))
+	again := gatewayClassStatus(&got, 3, feats, metav1.NewTime(t1.Add(time.Hour)))
 	if !equality.Semantic.DeepEqual(got, again) {
 		t.Fatalf("a second merge changed the status:\n%+v\n%+v", got, again)
 	}

@@ -187,7 +187,7 @@ func (w *StatusWriter) Write(ctx context.Context, res *translate.Result) (int, e
 				if gc.Spec.ControllerName != w.controller {
 					return false
 				}
-				next := gatewayClassStatus(&gc.Status, gc.Generation, now)
+				next := gatewayClassStatus(&gc.Status, gc.Generation, translate.SupportedFeatures(), now)
 				return setIfChanged(&gc.Status, next)
 			}))
 	}

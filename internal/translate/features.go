@@ -1,0 +1,36 @@
+package translate
+
+import (
+	"slices"
+
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/gateway-api/pkg/features"
+)
+
+// supportedFeatures are the Gateway API features whose conformance tests Sluice passes
+// (docs/conformance.md): the GatewayClass status lists them, and the conformance suite
+// runs the tests of exactly these. A feature is added here only with its tests passing.
+var supportedFeatures = []features.FeatureName{
+	features.SupportGateway,
+	features.SupportHTTPRoute,
+	features.SupportReferenceGrant,
+}
+
+// SupportedFeatures returns the features for GatewayClass status.supportedFeatures,
+// sorted by name as the Gateway API requires.
+func SupportedFeatures() []gwv1.SupportedFeature {
+	out := make([]gwv1.SupportedFeature, len(supportedFeatures))
+	for i, f := range supportedFeatures {
+		out[i] = gwv1.SupportedFeature{Name: gwv1.FeatureName(f)}
+	}
+	slices.SortFunc(out, func(a, b gwv1.SupportedFeature) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
