@@ -89,10 +89,15 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
+// defaultAdminAddr is loopback: the admin listener has no authentication and serves the
+// configuration, so reaching it from elsewhere must be a deliberate choice.
+const defaultAdminAddr = "127.0.0.1:9901"
+
 // serveFlags are the flags of every command that serves traffic.
 type serveFlags struct {
 	bindAddress  string
 	adminAddr    string
+	adminPprof   bool
 	logLevel     string
 	accessLog    bool
 	drainTimeout time.Duration
@@ -101,7 +106,8 @@ type serveFlags struct {
 
 func (s *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.bindAddress, "bind-address", "0.0.0.0", "address listener ports are bound on")
-	fs.StringVar(&s.adminAddr, "admin-addr", "127.0.0.1:9901", "admin listener (/healthz, /readyz, /metrics, /config, /debug/pprof/); empty disables it")
+	fs.StringVar(&s.adminAddr, "admin-addr", defaultAdminAddr, "admin listener (/healthz, /readyz, /metrics, /config, /debug/pprof/ with --admin-pprof); empty disables it")
+	fs.BoolVar(&s.adminPprof, "admin-pprof", false, "serve the Go profiler on the admin listener under /debug/pprof/")
 	fs.StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn or error (debug logs every external processing message)")
 	fs.BoolVar(&s.accessLog, "access-log", true, "log one JSON line per request to stdout")
 	fs.DurationVar(&s.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
@@ -119,6 +125,7 @@ func (s *serveFlags) options(stdout, stderr io.Writer) (app.Options, error) {
 	o := app.Options{
 		BindAddress:  s.bindAddress,
 		AdminAddr:    s.adminAddr,
+		AdminPprof:   s.adminPprof,
 		DrainTimeout: s.drainTimeout,
 		Limits:       s.limits,
 		Logger:       slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})),

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"flag"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,5 +93,34 @@ func TestExampleMatchesDemo(t *testing.T) {
 	}
 	if string(file) != out {
 		t.Errorf("examples/extproc/extproc.yaml differs from `sluice demo --print-config`; regenerate it with:\n  go run ./cmd/sluice demo --print-config > examples/extproc/extproc.yaml")
+	}
+}
+
+// TestAdminDefaults: the admin listener binds loopback unless told otherwise, and the
+// profiler is off, for every command that serves.
+func TestAdminDefaults(t *testing.T) {
+	t.Parallel()
+	var sf serveFlags
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	sf.register(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	host, _, err := net.SplitHostPort(sf.adminAddr)
+	if err != nil {
+		t.Fatalf("--admin-addr default %q: %v", sf.adminAddr, err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		t.Errorf("--admin-addr default %q is not a loopback address", sf.adminAddr)
+	}
+	if sf.adminPprof {
+		t.Error("--admin-pprof is on by default")
+	}
+	o, err := sf.options(io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.AdminAddr != sf.adminAddr || o.AdminPprof {
+		t.Errorf("options: admin %q pprof %v", o.AdminAddr, o.AdminPprof)
 	}
 }

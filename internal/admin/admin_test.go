@@ -17,7 +17,7 @@ func TestEndpoints(t *testing.T) {
 	reg.MustRegister(c)
 	c.Inc()
 	var cfg any
-	s := New(reg, func() any { return cfg })
+	s := New(reg, func() any { return cfg }, Options{Pprof: true})
 	get := func(path string) (int, string) {
 		rec := httptest.NewRecorder()
 		s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
@@ -47,5 +47,23 @@ func TestEndpoints(t *testing.T) {
 	}
 	if code, body := get("/config"); code != 200 || !strings.Contains(body, `"ports": 1`) {
 		t.Errorf("/config = %d %q", code, body)
+	}
+}
+
+// TestPprofSwitch: the profiler answers only when switched on.
+func TestPprofSwitch(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		on   bool
+		want int
+	}{{false, http.StatusNotFound}, {true, http.StatusOK}} {
+		s := New(prometheus.NewRegistry(), func() any { return nil }, Options{Pprof: tc.on})
+		for _, path := range []string{"/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/heap"} {
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+			if rec.Code != tc.want {
+				t.Errorf("pprof %v: GET %s = %d, want %d", tc.on, path, rec.Code, tc.want)
+			}
+		}
 	}
 }

@@ -34,6 +34,8 @@ type Options struct {
 	BindAddress string
 	// AdminAddr is the admin listener's address; "" disables it.
 	AdminAddr string
+	// AdminPprof serves the Go profiler on the admin listener (see admin.Options).
+	AdminPprof bool
 	// DrainTimeout bounds how long shutdown waits for requests in flight. Default 30s.
 	DrainTimeout time.Duration
 	// Limits protect the listeners.
@@ -113,7 +115,7 @@ func Run(ctx context.Context, o Options) error {
 			return s.Extra
 		}
 		return nil
-	})
+	}, admin.Options{Pprof: o.AdminPprof})
 	var adminAddr net.Addr
 	var adminSrv *http.Server
 	if o.AdminAddr != "" {

@@ -179,12 +179,19 @@ func (g *Gateway) listen(port int32, proto ir.Protocol) (*server, error) {
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: lim.MaxConcurrentStreams},
 		Protocols:         new(http.Protocols),
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		ConnContext:       connContext,
+		// net/http would answer "OPTIONS *" without calling the handler, and the handler
+		// must see every request of a connection to match the scanner's count.
+		DisableGeneralOptionsHandler: true,
 	}
 	srv.Protocols.SetHTTP1(true)
 	if proto == ir.ProtocolHTTPS {
 		srv.Protocols.SetHTTP2(true)
 		srv.TLSConfig = &tls.Config{
 			MinVersion: tls.VersionTLS12,
+			// Listed here, not left to net/http, because the listener does the handshake
+			// (see tlsGuardListener) and Serve only sets up HTTP/2 when "h2" is listed.
+			NextProtos: []string{"h2", "http/1.1"},
 			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 				if s := g.snap.Load(); s != nil {
 					if ct := s.certs[port]; ct != nil {
@@ -196,20 +203,18 @@ func (g *Gateway) listen(port int32, proto ir.Protocol) (*server, error) {
 				return nil, fmt.Errorf("no certificate for %q on port %d", hello.ServerName, port)
 			},
 		}
+		ln = newTLSGuardListener(ln, srv.TLSConfig.Clone(), lim.ReadHeaderTimeout, g.log)
 	} else {
 		srv.Protocols.SetUnencryptedHTTP2(true)
+		ln = guardListener{ln}
 	}
 	return &server{port: port, protocol: proto, srv: srv, ln: ln, done: make(chan struct{})}, nil
 }
 
 func (s *server) serve(g *Gateway) {
 	defer close(s.done)
-	var err error
-	if s.protocol == ir.ProtocolHTTPS {
-		err = s.srv.ServeTLS(s.ln, "", "")
-	} else {
-		err = s.srv.Serve(s.ln)
-	}
+	// HTTPS listeners complete the handshake themselves (tlsGuardListener).
+	err := s.srv.Serve(s.ln)
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		g.log.Error("listener stopped", "port", s.port, "error", err)
 	}

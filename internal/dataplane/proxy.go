@@ -89,6 +89,21 @@ func (h *portHandler) ServeHTTP(rw http.ResponseWriter, in *http.Request) {
 	out := newOutRequest(ex, in)
 	normalizePath(out.URL)
 	ex.Request = out
+	// Before anything else sees the request: refused framing is the connection's last
+	// request, whatever a route or a processor would make of it.
+	if v := framingViolationOf(in); v != violationNone {
+		err = h.gw.refuseFraming(ex, v)
+		return
+	}
+	if in.Method == http.MethodOptions && in.RequestURI == "*" {
+		// What net/http answers itself when DisableGeneralOptionsHandler is off.
+		ex.status = http.StatusOK
+		rw.Header().Set("Content-Length", "0")
+		if in.ContentLength != 0 {
+			_, _ = io.Copy(io.Discard, http.MaxBytesReader(rw, in.Body, 4<<10))
+		}
+		return
+	}
 	if upgradeType(in.Header) == "" && in.ProtoMajor == 1 {
 		// Upload and download may overlap (streaming RPCs over HTTP/1.1, long uploads
 		// answered early): without full duplex the server would close the request body
@@ -132,6 +147,14 @@ func (h *portHandler) ServeHTTP(rw http.ResponseWriter, in *http.Request) {
 	}
 	ex.route, ex.Route = rt, rt.ir.Name
 	err = h.gw.serveRoute(ex, rt)
+}
+
+// refuseFraming answers a request whose framing the HTTP/1 scanner flagged, and closes
+// the connection: bytes after it cannot be trusted to start a request.
+func (g *Gateway) refuseFraming(ex *exchange, v framingViolation) error {
+	r := filter.Reply(http.StatusBadRequest, v.details(), "Bad Request\n")
+	r.Header["Connection"] = []string{"close"}
+	return g.localReply(ex, r)
 }
 
 // match chooses the route for the request as it is now.
