@@ -2,9 +2,6 @@ package dataplane
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-gateway/sluice/internal/backendtls"
 	"github.com/sluice-gateway/sluice/internal/h1client"
 	"github.com/sluice-gateway/sluice/internal/ir"
 )
@@ -111,13 +109,13 @@ func (u *Upstreams) tlsTransport(t *ir.BackendTLS) (*http.Transport, error) {
 	if t == nil {
 		t = &ir.BackendTLS{}
 	}
-	key := fmt.Sprintf("%s|%t|%x|%x|%x", t.SNI, t.InsecureSkipVerify, t.CAPEM, t.ClientCertPEM, t.ClientKeyPEM)
+	key := backendtls.Key(t)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if tr, ok := u.tls[key]; ok {
 		return tr, nil
 	}
-	cfg, err := ClientTLSConfig(t)
+	cfg, err := backendtls.Config(t)
 	if err != nil {
 		return nil, err
 	}
@@ -127,26 +125,6 @@ func (u *Upstreams) tlsTransport(t *ir.BackendTLS) (*http.Transport, error) {
 	tr.TLSClientConfig = cfg
 	u.tls[key] = tr
 	return tr, nil
-}
-
-// ClientTLSConfig builds the client TLS configuration for a backend.
-func ClientTLSConfig(t *ir.BackendTLS) (*tls.Config, error) {
-	cfg := &tls.Config{ServerName: t.SNI, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-	if len(t.CAPEM) > 0 {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(t.CAPEM) {
-			return nil, errors.New("backend TLS: no certificate found in the CA bundle")
-		}
-		cfg.RootCAs = pool
-	}
-	if len(t.ClientCertPEM) > 0 {
-		cert, err := tls.X509KeyPair(t.ClientCertPEM, t.ClientKeyPEM)
-		if err != nil {
-			return nil, fmt.Errorf("backend TLS client certificate: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
 }
 
 // Close drops idle pooled connections.

@@ -202,9 +202,14 @@ type Endpoint struct {
 type BackendTLS struct {
 	SNI                string `json:"sni,omitempty"`
 	InsecureSkipVerify bool   `json:"insecureSkipVerify,omitempty"`
-	CAPEM              []byte `json:"-"`
-	ClientCertPEM      []byte `json:"-"`
-	ClientKeyPEM       []byte `json:"-"`
+	// SubjectAltDNSNames and SubjectAltURIs, when either is set, replace the SNI in
+	// verification: the server's certificate must carry one of these names (a
+	// BackendTLSPolicy's subjectAltNames).
+	SubjectAltDNSNames []string `json:"subjectAltDNSNames,omitempty"`
+	SubjectAltURIs     []string `json:"subjectAltURIs,omitempty"`
+	CAPEM              []byte   `json:"-"`
+	ClientCertPEM      []byte   `json:"-"`
+	ClientKeyPEM       []byte   `json:"-"`
 }
 
 // ExtProc is an external processor attached to a listener or route: the policy's

@@ -94,6 +94,7 @@ func (t *translator) resolveService(ns, name string, port *gwv1.PortNumber) (*ir
 	}
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
 		b.Endpoints = append(b.Endpoints, ir.Endpoint{Host: svc.Spec.ExternalName, Port: *port})
+		t.applyBackendTLS(b, ns, name, sp)
 		return b, nil
 	}
 	seen := map[ir.Endpoint]bool{}
@@ -117,6 +118,7 @@ func (t *translator) resolveService(ns, name string, port *gwv1.PortNumber) (*ir
 		}
 	}
 	sortEndpoints(b.Endpoints)
+	t.applyBackendTLS(b, ns, name, sp)
 	return b, nil
 }
 
@@ -251,18 +253,13 @@ func (t *translator) backendTLS(obj *v1alpha1.Backend, bad func(field, msg strin
 	out.InsecureSkipVerify = spec.InsecureSkipVerify
 	for i, ref := range spec.CACertificateRefs {
 		field := fmt.Sprintf("spec.tls.caCertificateRefs[%d]", i)
-		if ref.Kind != "" && ref.Kind != KindSecret {
-			bad(field+".kind", fmt.Sprintf("kind %q is not supported, expected Secret", ref.Kind))
-			continue
+		kind := ref.Kind
+		if kind == "" {
+			kind = KindSecret
 		}
-		s := t.secrets[types.NamespacedName{Namespace: obj.Namespace, Name: ref.Name}]
-		if s == nil {
-			bad(field, fmt.Sprintf("secret %s/%s not found", obj.Namespace, ref.Name))
-			continue
-		}
-		ca := s.Data["ca.crt"]
-		if len(ca) == 0 {
-			bad(field, fmt.Sprintf("secret %s/%s has no ca.crt", obj.Namespace, ref.Name))
+		ca, _, msg := t.caBundle(obj.Namespace, "", kind, ref.Name)
+		if msg != "" {
+			bad(field, msg)
 			continue
 		}
 		out.CAPEM = append(out.CAPEM, ca...)

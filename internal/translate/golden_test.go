@@ -24,6 +24,7 @@ type golden struct {
 	Gateways   map[string]any `json:"gateways,omitempty"`
 	HTTPRoutes map[string]any `json:"httpRoutes,omitempty"`
 	Policies   map[string]any `json:"policies,omitempty"`
+	BackendTLS map[string]any `json:"backendTLSPolicies,omitempty"`
 }
 
 // TestGolden translates every testdata/*.in.yaml and compares the result with the
@@ -89,6 +90,12 @@ func render(t *testing.T, r *translate.Result) []byte {
 	}
 	for k, v := range r.HTTPRoutes {
 		g.HTTPRoutes[k.String()] = v
+	}
+	for k, v := range r.BackendTLSPolicies {
+		if g.BackendTLS == nil {
+			g.BackendTLS = map[string]any{}
+		}
+		g.BackendTLS[k.String()] = v
 	}
 	for k, v := range r.Policies {
 		g.Policies[k.String()] = v

@@ -32,6 +32,7 @@ func Translate(r *Resources, o Options) *Result {
 	}
 	t := newTranslator(r, o)
 	t.validateBackends()
+	t.translateBackendTLS()
 	t.translateGateways()
 	t.translateRoutes()
 	t.translatePolicies()
@@ -49,6 +50,7 @@ type translator struct {
 	routes     map[types.NamespacedName]*gwv1.HTTPRoute
 	backends   map[types.NamespacedName]*v1alpha1.Backend
 	secrets    map[types.NamespacedName]*corev1.Secret
+	configMaps map[types.NamespacedName]*corev1.ConfigMap
 	services   map[types.NamespacedName]*corev1.Service
 	slices     map[types.NamespacedName][]*discoveryv1.EndpointSlice // by service
 	namespaces map[string]*corev1.Namespace
@@ -64,6 +66,10 @@ type translator struct {
 	policies    []*policyState
 	// slots maps an attachment point and phase (see slotPhase) to its winning policy.
 	slots map[string]*policyState
+	// btls maps each Service (port) to the BackendTLSPolicy that applies to it;
+	// btlsStates are every BackendTLSPolicy, in input order.
+	btls       map[btlsTarget]*btlsState
+	btlsStates []*btlsState
 	// backendCache memoises the validation of Backends, so each is reported once.
 	backendCache map[types.NamespacedName]backendEntry
 
@@ -80,16 +86,18 @@ func newTranslator(r *Resources, o Options) *translator {
 		routes:      map[types.NamespacedName]*gwv1.HTTPRoute{},
 		backends:    map[types.NamespacedName]*v1alpha1.Backend{},
 		secrets:     map[types.NamespacedName]*corev1.Secret{},
+		configMaps:  map[types.NamespacedName]*corev1.ConfigMap{},
 		services:    map[types.NamespacedName]*corev1.Service{},
 		slices:      map[types.NamespacedName][]*discoveryv1.EndpointSlice{},
 		namespaces:  map[string]*corev1.Namespace{},
 		gwByName:    map[types.NamespacedName]*gatewayState{},
 		routeByName: map[types.NamespacedName]*routeState{},
 		result: &Result{
-			Config:     &ir.Config{Ports: []*ir.Port{}},
-			Gateways:   map[types.NamespacedName]*gwv1.GatewayStatus{},
-			HTTPRoutes: map[types.NamespacedName]*gwv1.HTTPRouteStatus{},
-			Policies:   map[types.NamespacedName]*gwv1.PolicyStatus{},
+			Config:             &ir.Config{Ports: []*ir.Port{}},
+			Gateways:           map[types.NamespacedName]*gwv1.GatewayStatus{},
+			HTTPRoutes:         map[types.NamespacedName]*gwv1.HTTPRouteStatus{},
+			Policies:           map[types.NamespacedName]*gwv1.PolicyStatus{},
+			BackendTLSPolicies: map[types.NamespacedName]*gwv1.PolicyStatus{},
 		},
 	}
 	for _, c := range r.GatewayClasses {
@@ -106,6 +114,9 @@ func newTranslator(r *Resources, o Options) *translator {
 	}
 	for _, s := range r.Secrets {
 		t.secrets[key(s)] = s
+	}
+	for _, c := range r.ConfigMaps {
+		t.configMaps[key(c)] = c
 	}
 	for _, s := range r.Services {
 		t.services[key(s)] = s
@@ -176,6 +187,7 @@ func (t *translator) finish() *Result {
 	t.writeGatewayStatuses()
 	t.writeRouteStatuses()
 	t.writePolicyStatuses()
+	t.writeBackendTLSStatuses()
 	sortProblems(t.problems)
 	t.result.Problems = t.problems
 	return t.result

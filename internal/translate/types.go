@@ -31,6 +31,9 @@ const (
 	KindService        = "Service"
 	KindEndpointSlice  = "EndpointSlice"
 	KindNamespace      = "Namespace"
+	KindConfigMap      = "ConfigMap"
+	// KindBackendTLSPolicy is gateway.networking.k8s.io/v1 BackendTLSPolicy.
+	KindBackendTLSPolicy = "BackendTLSPolicy"
 )
 
 // ObjectKey names one object of Resources. Namespace is empty for cluster-scoped kinds
@@ -59,8 +62,12 @@ type Resources struct {
 	Backends        []*v1alpha1.Backend
 	TrafficPolicies []*v1alpha1.TrafficPolicy
 	Secrets         []*corev1.Secret
-	Services        []*corev1.Service
-	EndpointSlices  []*discoveryv1.EndpointSlice
+	// ConfigMaps supply CA bundles (key ca.crt) to BackendTLSPolicies and Backends.
+	ConfigMaps     []*corev1.ConfigMap
+	Services       []*corev1.Service
+	EndpointSlices []*discoveryv1.EndpointSlice
+	// BackendTLSPolicies make Sluice speak TLS to the Services they target.
+	BackendTLSPolicies []*gwv1.BackendTLSPolicy
 	// Namespaces supply the labels that allowedRoutes namespace selectors match. A
 	// namespace missing here is taken to carry only the kubernetes.io/metadata.name label
 	// that Kubernetes puts on every namespace, so selectors on it work in file mode too.
@@ -135,6 +142,8 @@ type Result struct {
 	Gateways   map[types.NamespacedName]*gwv1.GatewayStatus   `json:"gateways,omitempty"`
 	HTTPRoutes map[types.NamespacedName]*gwv1.HTTPRouteStatus `json:"httpRoutes,omitempty"`
 	Policies   map[types.NamespacedName]*gwv1.PolicyStatus    `json:"policies,omitempty"`
+	// BackendTLSPolicies holds the status of every BackendTLSPolicy a served Gateway uses.
+	BackendTLSPolicies map[types.NamespacedName]*gwv1.PolicyStatus `json:"backendTLSPolicies,omitempty"`
 	// Problems lists every invalid field of every object. It is empty if and only if the
 	// configuration is fully valid.
 	Problems []Problem `json:"problems,omitempty"`
@@ -148,10 +157,12 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 		Gateways   map[string]*gwv1.GatewayStatus   `json:"gateways,omitempty"`
 		HTTPRoutes map[string]*gwv1.HTTPRouteStatus `json:"httpRoutes,omitempty"`
 		Policies   map[string]*gwv1.PolicyStatus    `json:"policies,omitempty"`
+		BackendTLS map[string]*gwv1.PolicyStatus    `json:"backendTLSPolicies,omitempty"`
 		Problems   []Problem                        `json:"problems,omitempty"`
 	}
 	v := view{Config: r.Config, Problems: r.Problems,
-		Gateways: stringKeys(r.Gateways), HTTPRoutes: stringKeys(r.HTTPRoutes), Policies: stringKeys(r.Policies)}
+		Gateways: stringKeys(r.Gateways), HTTPRoutes: stringKeys(r.HTTPRoutes), Policies: stringKeys(r.Policies),
+		BackendTLS: stringKeys(r.BackendTLSPolicies)}
 	return json.Marshal(v)
 }
 

@@ -94,6 +94,20 @@ var (
 				mergeStringData(s)
 				r.Secrets = append(r.Secrets, s)
 			}},
+		groupGateway + "/BackendTLSPolicy": {namespaced: true,
+			newObj: func() any { return &gwv1.BackendTLSPolicy{} },
+			add: func(r *translate.Resources, o any, ns string) {
+				p := o.(*gwv1.BackendTLSPolicy)
+				p.Namespace = ns
+				r.BackendTLSPolicies = append(r.BackendTLSPolicies, p)
+			}},
+		groupCore + "/ConfigMap": {namespaced: true,
+			newObj: func() any { return &corev1.ConfigMap{} },
+			add: func(r *translate.Resources, o any, ns string) {
+				c := o.(*corev1.ConfigMap)
+				c.Namespace = ns
+				r.ConfigMaps = append(r.ConfigMaps, c)
+			}},
 		groupCore + "/Service": {namespaced: true,
 			newObj: func() any { return &corev1.Service{} },
 			add: func(r *translate.Resources, o any, ns string) {

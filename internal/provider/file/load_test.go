@@ -64,8 +64,8 @@ spec:
 		},
 		{
 			name:    "unknown kind",
-			content: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
-			want:    []string{"f.yaml#1", `unknown kind "ConfigMap"`, "expected one of"},
+			content: "apiVersion: v1\nkind: Pod\nmetadata: {name: c}\n",
+			want:    []string{"f.yaml#1", `unknown kind "Pod"`, "expected one of"},
 		},
 		{
 			name:    "not an object",

@@ -99,6 +99,20 @@ func watchedKinds() []watchedKind {
 				res.Secrets = pointers(l.Items)
 				return err
 			}},
+		{name: translate.KindConfigMap, obj: &corev1.ConfigMap{},
+			collect: func(ctx context.Context, r client.Reader, res *translate.Resources) error {
+				var l corev1.ConfigMapList
+				err := r.List(ctx, &l)
+				res.ConfigMaps = pointers(l.Items)
+				return err
+			}},
+		{name: translate.KindBackendTLSPolicy, obj: &gwv1.BackendTLSPolicy{}, optional: true, hasStatus: true,
+			collect: func(ctx context.Context, r client.Reader, res *translate.Resources) error {
+				var l gwv1.BackendTLSPolicyList
+				err := r.List(ctx, &l)
+				res.BackendTLSPolicies = pointers(l.Items)
+				return err
+			}},
 		{name: translate.KindNamespace, obj: &corev1.Namespace{},
 			collect: func(ctx context.Context, r client.Reader, res *translate.Resources) error {
 				var l corev1.NamespaceList

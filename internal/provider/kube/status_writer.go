@@ -250,6 +250,31 @@ func (w *StatusWriter) Write(ctx context.Context, res *translate.Result) (int, e
 				return setIfChanged(&p.Status.Ancestors, next)
 			}))
 	}
+	var btls gwv1.BackendTLSPolicyList
+	err = w.r.List(ctx, &btls)
+	switch {
+	case meta.IsNoMatchError(err):
+		// The BackendTLSPolicy CRD is not installed.
+	case err != nil:
+		errs = append(errs, fmt.Errorf("listing BackendTLSPolicies: %w", err))
+	}
+	for _, p := range btls.Items {
+		key := client.ObjectKeyFromObject(&p)
+		var want []gwv1.PolicyAncestorStatus
+		if st := res.BackendTLSPolicies[key]; st != nil {
+			want = st.Ancestors
+		}
+		if len(want) == 0 && !hasAncestorOf(p.Status.Ancestors, w.controller) {
+			continue
+		}
+		note(w.update(ctx, "BackendTLSPolicy", key,
+			func() client.Object { return &gwv1.BackendTLSPolicy{} },
+			func(o client.Object) bool {
+				p := o.(*gwv1.BackendTLSPolicy)
+				next := policyAncestors(p.Status.Ancestors, want, w.controller, w.owns(p.Namespace), now)
+				return setIfChanged(&p.Status.Ancestors, next)
+			}))
+	}
 	return written, errors.Join(errs...)
 }
 
