@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 
@@ -99,7 +100,7 @@ func (in *instance) takeMetadata(ans *extprocv3.ProcessingResponse) {
 
 // headersAnswer applies the answer to a headers message. noBody says the message had
 // end_of_stream set.
-func (in *instance) headersAnswer(p phase, ans *extprocv3.ProcessingResponse, noBody bool) (*filter.LocalReply, *failure) {
+func (in *instance) headersAnswer(p phase, ans *extprocv3.ProcessingResponse, noBody bool) (lr *filter.LocalReply, f *failure) {
 	if lr, f, ok := in.immediateAnswer(p, ans); ok {
 		return lr, f
 	}
@@ -115,9 +116,15 @@ func (in *instance) headersAnswer(p phase, ans *extprocv3.ProcessingResponse, no
 	in.takeMetadata(ans)
 	cr := hr.GetResponse()
 	replace := cr.GetStatus() == extprocv3.CommonResponse_CONTINUE_AND_REPLACE
+	before := in.bodyLength(p)
 	if f := in.applyHeaders(p, cr.GetHeaderMutation(), replace); f != nil {
 		return nil, f
 	}
+	defer func() {
+		if f == nil && lr == nil {
+			f = in.checkLength(p, before)
+		}
+	}()
 	if p == phaseRequestHeaders {
 		in.routeCache(cr.GetClearRouteCache(), true)
 	}
@@ -154,6 +161,48 @@ func (in *instance) headersAnswer(p phase, ans *extprocv3.ProcessingResponse, no
 		}
 	}
 	return nil, nil
+}
+
+// bodyLength is the declared length of p's body: its Content-Length, or -1.
+func (in *instance) bodyLength(p phase) int64 {
+	if p.isRequest() {
+		return in.ex.Request.ContentLength
+	}
+	return in.resp.ContentLength
+}
+
+// checkLength fails the request when a headers answer set a content-length that the
+// body, going on unchanged (no body mode, no replacement), does not have: sent as is, the
+// upstream or the client would wait for bytes that never come or read the rest of the
+// body as the next message. A length the processor removed is fine (the body is then
+// re-framed); a length it set on a body of unknown length cannot be kept either. A
+// response to HEAD, or a 1xx, 204 or 304, declares a length without carrying a body.
+func (in *instance) checkLength(p phase, before int64) *failure {
+	after := in.bodyLength(p)
+	if after < 0 || after == before {
+		return nil
+	}
+	mode := in.mode.RequestBody
+	done := in.reqDone
+	if !p.isRequest() {
+		mode, done = in.mode.ResponseBody, in.respDone
+		if c := in.resp.StatusCode; in.ex.Request.Method == http.MethodHead || c < 200 || c == http.StatusNoContent || c == http.StatusNotModified {
+			return nil
+		}
+	}
+	if mode != bodyNone || done {
+		// The body goes to the processor (whose answers re-frame it or are checked
+		// against the length, 3.6), or was replaced with a body of this length.
+		return nil
+	}
+	dir := "request"
+	if !p.isRequest() {
+		dir = "response"
+	}
+	if before < 0 {
+		return &failure{kindMutation, fmt.Errorf("content-length %d set on a %s body of unknown length", after, dir)}
+	}
+	return &failure{kindMutation, fmt.Errorf("content-length %d does not match the %d-byte %s body", after, before, dir)}
 }
 
 // addTrailers adds the trailers of a headers answer (CommonResponse.trailers, which
