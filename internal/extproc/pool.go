@@ -6,10 +6,7 @@ package extproc
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +27,7 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 
+	"github.com/sluice-gateway/sluice/internal/backendtls"
 	"github.com/sluice-gateway/sluice/internal/extproc/settings"
 	"github.com/sluice-gateway/sluice/internal/filter"
 	"github.com/sluice-gateway/sluice/internal/ir"
@@ -194,7 +192,18 @@ func (p *Pool) conn(b *ir.Backend) (*grpc.ClientConn, error) {
 	}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(p.opts.MaxRecvMsgSize)),
+		// chunkCodec: body chunks in buffers of their own size, not gRPC's 1 MiB class
+		// (see codec.go).
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(p.opts.MaxRecvMsgSize), codecOption()),
+		// Fixed receive windows instead of gRPC's dynamic (BDP) ones, which grow each
+		// stream's window up to 16 MiB: answers that the request's reader has not taken
+		// yet (a full-duplex body whose upstream is slower than the processor) wait in
+		// that window, so it is the memory of a body in flight. streamWindow keeps that
+		// to a few chunks. The connection window only bounds bytes on the wire (gRPC
+		// returns it as data arrives, not as streams read it), so it is large enough
+		// for many streams at once.
+		grpc.WithInitialWindowSize(streamWindow),
+		grpc.WithInitialConnWindowSize(connWindow),
 	}
 	target := net.JoinHostPort(b.Endpoints[0].Host, strconv.Itoa(int(b.Endpoints[0].Port)))
 	if len(b.Endpoints) > 1 {
@@ -230,45 +239,20 @@ func connKey(b *ir.Backend) string {
 	}
 	slices.Sort(eps)
 	key := string(b.Protocol) + "|" + strings.Join(eps, ",")
-	if b.Protocol == ir.UpstreamHTTPS && b.TLS != nil {
-		h := sha256.New()
-		for _, part := range [][]byte{[]byte(b.TLS.SNI), {boolByte(b.TLS.InsecureSkipVerify)}, b.TLS.CAPEM, b.TLS.ClientCertPEM, b.TLS.ClientKeyPEM} {
-			h.Write([]byte(strconv.Itoa(len(part))))
-			h.Write(part)
-		}
-		key += "|" + hex.EncodeToString(h.Sum(nil))
+	if b.Protocol == ir.UpstreamHTTPS {
+		key += "|" + backendtls.Key(b.TLS)
 	}
 	return key
 }
 
-func boolByte(b bool) byte {
-	if b {
-		return 1
-	}
-	return 0
-}
-
+// tlsConfig is the client TLS configuration towards a processor: the backend's, with
+// gRPC's ALPN protocol.
 func tlsConfig(t *ir.BackendTLS) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2"}}
-	if t == nil {
-		return cfg, nil
+	cfg, err := backendtls.Config(t)
+	if err != nil {
+		return nil, fmt.Errorf("processor %w", err)
 	}
-	cfg.ServerName = t.SNI
-	cfg.InsecureSkipVerify = t.InsecureSkipVerify //nolint:gosec // the operator's explicit choice
-	if len(t.CAPEM) > 0 {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(t.CAPEM) {
-			return nil, errors.New("processor TLS: no certificate in CA bundle")
-		}
-		cfg.RootCAs = pool
-	}
-	if len(t.ClientCertPEM) > 0 {
-		cert, err := tls.X509KeyPair(t.ClientCertPEM, t.ClientKeyPEM)
-		if err != nil {
-			return nil, fmt.Errorf("processor TLS client certificate: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
+	cfg.NextProtos = []string{"h2"}
 	return cfg, nil
 }
 
