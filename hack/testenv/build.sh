@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane that Sluice's Kubernetes-mode tests run
-# against: etcd and etcdctl (v3.7.3), kube-apiserver and kubectl (v1.37.2), from the Go
+# against: etcd and etcdctl (v3.7.3), kube-apiserver, kubectl and kube-controller-manager
+# (v1.37.2, the last one for the conformance harness in test/conformance), from the Go
 # module proxy, into a versioned cache outside the repository. Idempotent: binaries
 # already in the cache are not rebuilt, so only a machine's first run pays (~6 min on
-# 2 cores; a few seconds after that).
+# 2 cores, ~9 more for kube-controller-manager; a few seconds after that).
 #
 #   hack/testenv/build.sh          build what is missing, print the directory
 #   export KUBEBUILDER_ASSETS="$(hack/testenv/build.sh)"
@@ -37,7 +38,7 @@ build() {
 # The versions are part of the cache: a cache made for other versions is rebuilt.
 stamp="etcd=${ETCD_VERSION} kubernetes=${K8S_VERSION}"
 if [[ "$(cat "$out/VERSIONS" 2>/dev/null)" != "$stamp" ]]; then
-	rm -f "$out/etcd" "$out/etcdctl" "$out/kube-apiserver" "$out/kubectl"
+	rm -f "$out/etcd" "$out/etcdctl" "$out/kube-apiserver" "$out/kubectl" "$out/kube-controller-manager"
 fi
 
 build etcd etcd go.etcd.io/etcd/server/v3 "-s -w"
@@ -48,6 +49,9 @@ k8s_ld="-s -w -X k8s.io/component-base/version.gitVersion=${K8S_VERSION}"
 k8s_ld+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
 build kube-apiserver kube k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ld"
 build kubectl kube k8s.io/kubernetes/cmd/kubectl "$k8s_ld"
+# The conformance harness (test/conformance) needs Deployments to become Pods and
+# EndpointSlices to follow pod readiness; that is kube-controller-manager's job (~9 min cold).
+build kube-controller-manager kube k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ld"
 
 echo "$stamp" > "$out/VERSIONS"
 echo "$out"
