@@ -102,6 +102,7 @@ type serveFlags struct {
 	accessLog    bool
 	drainTimeout time.Duration
 	limits       dataplane.Limits
+	http1Server  string
 }
 
 func (s *serveFlags) register(fs *flag.FlagSet) {
@@ -115,6 +116,7 @@ func (s *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&s.limits.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send its request headers")
 	fs.DurationVar(&s.limits.IdleTimeout, "idle-timeout", 60*time.Second, "idle keep-alive connections close after this long")
 	fs.IntVar(&s.limits.MaxConcurrentStreams, "max-concurrent-streams", 100, "concurrent HTTP/2 streams per client connection")
+	fs.StringVar(&s.http1Server, "http1-server", "", "server of plain-HTTP ports: lean (internal/h1server, the default) or net/http; empty takes $SLUICE_HTTP1_SERVER")
 }
 
 func (s *serveFlags) options(stdout, stderr io.Writer) (app.Options, error) {
@@ -122,12 +124,16 @@ func (s *serveFlags) options(stdout, stderr io.Writer) (app.Options, error) {
 	if err := level.UnmarshalText([]byte(s.logLevel)); err != nil {
 		return app.Options{}, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", s.logLevel)
 	}
+	if !dataplane.ValidHTTP1Server(s.http1Server) {
+		return app.Options{}, fmt.Errorf("--http1-server: %q is not one of %s, %s", s.http1Server, dataplane.HTTP1NetHTTP, dataplane.HTTP1Lean)
+	}
 	o := app.Options{
 		BindAddress:  s.bindAddress,
 		AdminAddr:    s.adminAddr,
 		AdminPprof:   s.adminPprof,
 		DrainTimeout: s.drainTimeout,
 		Limits:       s.limits,
+		HTTP1Server:  s.http1Server,
 		Logger:       slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 	if s.accessLog {

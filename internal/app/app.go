@@ -40,6 +40,8 @@ type Options struct {
 	DrainTimeout time.Duration
 	// Limits protect the listeners.
 	Limits dataplane.Limits
+	// HTTP1Server chooses the server of plain-HTTP ports (dataplane.Options.HTTP1Server).
+	HTTP1Server string
 	// Logger receives operational logs; AccessLog, when set, one line per request.
 	Logger    *slog.Logger
 	AccessLog *slog.Logger
@@ -108,6 +110,7 @@ func Run(ctx context.Context, o Options) error {
 		Metrics:     dataplane.NewMetrics(reg),
 		BuildFilter: pool.Build,
 		Limits:      o.Limits,
+		HTTP1Server: o.HTTP1Server,
 	})
 
 	adm := admin.New(reg, func() any {

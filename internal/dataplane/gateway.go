@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-gateway/sluice/internal/h1server"
 	"github.com/sluice-gateway/sluice/internal/ir"
 )
 
@@ -34,6 +36,23 @@ type Options struct {
 	BuildFilter FilterBuilder
 	// Limits protect the listeners.
 	Limits Limits
+	// HTTP1Server chooses the server of plain-HTTP ports: HTTP1Lean (internal/h1server,
+	// the default: it refuses ambiguous framing itself and hands prior-knowledge h2c
+	// connections to net/http) or HTTP1NetHTTP (net/http's, with the framing scanner of
+	// h1guard.go). HTTPS ports always use net/http. Empty takes $SLUICE_HTTP1_SERVER, so
+	// that test suites and benchmarks can run whole with either server, else the default.
+	HTTP1Server string
+}
+
+// The servers HTTP1Server names.
+const (
+	HTTP1NetHTTP = "net/http"
+	HTTP1Lean    = "lean"
+)
+
+// ValidHTTP1Server reports whether name is a server HTTP1Server accepts ("" included).
+func ValidHTTP1Server(name string) bool {
+	return name == "" || name == HTTP1NetHTTP || name == HTTP1Lean
 }
 
 // Limits are the server-side protections of every listener.
@@ -82,9 +101,16 @@ type Gateway struct {
 type server struct {
 	port     int32
 	protocol ir.Protocol
-	srv      *http.Server
+	srv      httpServer
 	ln       net.Listener
 	done     chan struct{}
+}
+
+// httpServer is what the gateway needs of a server: net/http's or the lean HTTP/1.1 one.
+type httpServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
 }
 
 // New returns a gateway that serves nothing until Apply.
@@ -99,6 +125,14 @@ func New(o Options) *Gateway {
 		o.Upstreams = NewUpstreams(UpstreamOptions{})
 	}
 	o.Limits.defaults()
+	if o.HTTP1Server == "" {
+		o.HTTP1Server = os.Getenv("SLUICE_HTTP1_SERVER")
+	}
+	if o.HTTP1Server != HTTP1NetHTTP {
+		// Every test of dataplane, e2e, app and cmd/sluice (and of the whole module)
+		// passes with either server, with -race; the lean one costs less per request.
+		o.HTTP1Server = HTTP1Lean
+	}
 	return &Gateway{opts: o, log: o.Logger, metrics: o.Metrics, servers: make(map[int32]*server), draining: make(map[*server]struct{})}
 }
 
@@ -204,6 +238,22 @@ func (g *Gateway) listen(port int32, proto ir.Protocol) (*server, error) {
 			},
 		}
 		ln = newTLSGuardListener(ln, srv.TLSConfig.Clone(), lim.ReadHeaderTimeout, g.log)
+	} else if g.opts.HTTP1Server == HTTP1Lean {
+		// The lean server refuses Content-Length with Transfer-Encoding and obsolete
+		// folding itself, before any handler: no scanner, and framingViolationOf finds
+		// no guarded connection. net/http serves the h2c connections it hands over.
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+		lean := &h1server.Server{
+			Handler:           srv.Handler,
+			ReadHeaderTimeout: lim.ReadHeaderTimeout,
+			IdleTimeout:       lim.IdleTimeout,
+			MaxHeaderBytes:    lim.MaxHeaderBytes,
+			ConnContext:       connContext,
+			H2C:               srv,
+			ErrorLog:          srv.ErrorLog,
+		}
+		return &server{port: port, protocol: proto, srv: lean, ln: ln, done: make(chan struct{})}, nil
 	} else {
 		srv.Protocols.SetUnencryptedHTTP2(true)
 		ln = guardListener{ln}
