@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -305,7 +304,6 @@ func TestUpstreamClosesKeepAlive(t *testing.T) {
 		// A request with a body cannot be replayed, so the gateway must notice a close
 		// that came while the connection sat idle before it picks the connection, as
 		// net/http's Transport does.
-		knownBug(t, "h1client reuses a pooled upstream connection the upstream closed while it sat idle; a request with a body then fails with 502 (docs/reliability.md, upstream faults)")
 		get(t, "/warm")
 		up.CloseClientConnections()
 		time.Sleep(100 * time.Millisecond) // the FIN has arrived long before the request
@@ -315,7 +313,6 @@ func TestUpstreamClosesKeepAlive(t *testing.T) {
 		// An upstream that closes connections idle for 20 ms, while requests arrive every
 		// 15-25 ms: closes race with requests. GETs must all succeed: the upstream cannot
 		// have seen a request sent on a connection it had closed, so it is sent again.
-		knownBug(t, "a GET fails with 502 when the pooled connection it is sent on, and the one it is retried on, were closed by the upstream while idle (docs/reliability.md, upstream faults)")
 		idle := httptest.NewUnstartedServer(handler)
 		idle.Config.IdleTimeout = 20 * time.Millisecond
 		idle.Start()
@@ -353,13 +350,4 @@ func TestUpstreamClosesKeepAlive(t *testing.T) {
 			t.Error(e)
 		}
 	})
-}
-
-// knownBug skips a test that shows a product bug not fixed yet, unless
-// SLUICE_KNOWN_BUGS=1, which runs it (and fails it until the bug is fixed).
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("SLUICE_KNOWN_BUGS") != "1" {
-		t.Skip("known bug, run with SLUICE_KNOWN_BUGS=1: " + what)
-	}
 }

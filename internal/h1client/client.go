@@ -123,7 +123,7 @@ func (c *Client) get(ctx context.Context, addr string) (*conn, error) {
 		cn := l[len(l)-1]
 		l[len(l)-1] = nil
 		c.idle[addr] = l[:len(l)-1]
-		if now.Sub(cn.idleAt) > c.idleTimeout {
+		if now.Sub(cn.idleAt) > c.idleTimeout || !alive(cn) {
 			c.mu.Unlock()
 			cn.nc.Close()
 			c.mu.Lock()
