@@ -1,10 +1,8 @@
 package kube
 
 import (
-	"context"
 	"slices"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,17 +19,7 @@ import (
 // in the API server, make the route's Service a TLS backend, and the policy's status
 // reports it against the Gateway whose route uses the Service.
 func TestBackendTLSPolicyAgainstAPIServer(t *testing.T) {
-	cfg := apiServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	scheme, err := NewScheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, scheme, c, ctx := envClient(t)
 	f := fixture{ns: newNamespace(ctx, t, c, "btls"), class: "sluice-btls", otherClass: "other-btls", port: 18083}
 	f.create(ctx, t, c)
 	key := func(name string) types.NamespacedName { return types.NamespacedName{Namespace: f.ns, Name: name} }

@@ -209,17 +209,7 @@ func wantTrue(t *testing.T, what string, conds []metav1.Condition, gen int64, ty
 // translates what it reports, writes status and checks it on every object, checks that
 // an identical second pass writes nothing, and that edits reach the translation.
 func TestProviderAndStatusAgainstAPIServer(t *testing.T) {
-	cfg := apiServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	scheme, err := NewScheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, scheme, c, ctx := envClient(t)
 	f := fixture{ns: newNamespace(ctx, t, c, "status"), class: "sluice-status", otherClass: "other-status", port: 18081}
 	f.create(ctx, t, c)
 	key := func(name string) types.NamespacedName { return types.NamespacedName{Namespace: f.ns, Name: name} }

@@ -1,14 +1,11 @@
 package kube
 
 import (
-	"context"
 	"slices"
 	"testing"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/sluice-gateway/sluice/api/v1alpha1"
@@ -21,17 +18,7 @@ import (
 // attached to both Gateways and on a policy targeting that route, and once settled
 // neither writes again (no flapping between the two).
 func TestPerGatewayDeployments(t *testing.T) {
-	cfg := apiServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	scheme, err := NewScheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, scheme, c, ctx := envClient(t)
 	f := fixture{ns: newNamespace(ctx, t, c, "select"), class: "sluice-select", otherClass: "other-select", port: 18082}
 	f.create(ctx, t, c)
 	key := func(name string) types.NamespacedName { return types.NamespacedName{Namespace: f.ns, Name: name} }
