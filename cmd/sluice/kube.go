@@ -36,6 +36,7 @@ type kubeFlags struct {
 	controllerName string
 	namespace      string
 	gatewayAddress multiFlag
+	addressPool    multiFlag
 	gateways       multiFlag
 	leaderElect    bool
 	leaderNS       string
@@ -50,6 +51,7 @@ func (k *kubeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&k.controllerName, "gateway-class-controller", translate.DefaultControllerName, "GatewayClass spec.controllerName whose Gateways this process serves")
 	fs.StringVar(&k.namespace, "namespace", "", "watch namespaced objects in this namespace only (default: all namespaces)")
 	fs.Var(&k.gatewayAddress, "gateway-address", "address reported in Gateway status.addresses (repeatable; default $POD_IP)")
+	fs.Var(&k.addressPool, "address-pool", "IP addresses to give each Gateway one of its own, bound by its listeners and reported in its status (repeatable; comma-separated addresses, ranges a-b and prefixes; they must be assigned to the host). Default: every Gateway on --bind-address")
 	fs.Var(&k.gateways, "gateway", "serve only this Gateway, as namespace/name (repeatable; a bare name is in --namespace): a per-Gateway deployment. Default: every Gateway of the class")
 	fs.BoolVar(&k.leaderElect, "leader-elect", true, "elect one replica (Lease) to write status; disable only for a single replica")
 	fs.StringVar(&k.leaderNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: $POD_NAMESPACE, the pod's namespace, --namespace, then default)")
@@ -88,6 +90,10 @@ func cmdKube(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	pool, err := parseAddressPool(kf.addressPool)
+	if err != nil {
+		return err
+	}
 	addrs := []string(kf.gatewayAddress)
 	if len(addrs) == 0 && os.Getenv("POD_IP") != "" {
 		addrs = []string{os.Getenv("POD_IP")}
@@ -107,7 +113,7 @@ func cmdKube(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	o.Source = rt.Provider
 	o.PartialConfig = true
-	o.Translate = translate.Options{ControllerName: kf.controllerName, Gateways: gateways}
+	o.Translate = translate.Options{ControllerName: kf.controllerName, Gateways: gateways, AddressPool: pool}
 	o.OnResult = rt.Status.OnResult
 
 	statusCtx, stopStatus := context.WithCancel(ctx)

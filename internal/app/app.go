@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -157,7 +158,12 @@ func Run(ctx context.Context, o Options) error {
 			}
 			log.Warn("configuration has problems; serving its valid part", "problems", strings.Split(errors.Join(errs...).Error(), "\n"))
 		}
-		return gw.Apply(result.Config, result)
+		if err := gw.Apply(result.Config, result); err != nil {
+			return err
+		}
+		// Gateways keep the pool addresses they are served on from one change to the next.
+		o.Translate.StickyAddresses = result.Addresses
+		return nil
 	}
 
 	src := o.Source
@@ -185,7 +191,7 @@ func Run(ctx context.Context, o Options) error {
 				log.Error("configuration change rejected; the last good configuration keeps serving", "errors", strings.Split(err.Error(), "\n"))
 				return
 			}
-			log.Info("configuration reloaded", "ports", portList(gw.Addrs()))
+			log.Info("configuration reloaded", "ports", portList(gw.Sockets()))
 		})
 	}()
 
@@ -205,7 +211,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("reading the configuration: %w", err)
 	}
 	adm.SetReady(true)
-	log.Info("serving", "ports", portList(gw.Addrs()), "admin", o.AdminAddr)
+	log.Info("serving", "ports", portList(gw.Sockets()), "admin", o.AdminAddr)
 	if o.Ready != nil {
 		o.Ready(gw.Addrs(), adminAddr)
 	}
@@ -238,11 +244,12 @@ func shutdown(gw *dataplane.Gateway, timeout time.Duration) error {
 	return gw.Shutdown(ctx)
 }
 
-func portList(addrs map[int32]net.Addr) []string {
+func portList(addrs []net.Addr) []string {
 	out := make([]string, 0, len(addrs))
 	for _, a := range addrs {
 		out = append(out, a.String())
 	}
+	sort.Strings(out)
 	return out
 }
 

@@ -52,7 +52,7 @@ func BenchmarkMatch10kRoutes(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pt := snap.ports[8080]
+	pt := snap.ports[ir.PortKey{Number: 8080}]
 	for _, tc := range []struct{ name, host, path, want string }{
 		{"exact-host-last-route", "Host-500.example.com:8080", "/api/v9/items", "host-500.example.com/9"},
 		{"wildcard-host-last-route", "a.wild-509.example.com", "/api/v9/items", "*.wild-509.example.com/9"},
@@ -88,7 +88,7 @@ func TestMatchAllocatesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pt := snap.ports[8080]
+	pt := snap.ports[ir.PortKey{Number: 8080}]
 	req := httptest.NewRequest(http.MethodGet, "http://x/api/v9/items?x=1", nil)
 	req.Host = "HOST-5.example.com"
 	req.Header.Set("X-Tenant", "last")

@@ -21,8 +21,8 @@ type Snapshot struct {
 	// Extra is served beside the config on the admin /config page (statuses, problems).
 	Extra any
 
-	ports map[int32]*portTable
-	certs map[int32]*certTable
+	ports map[ir.PortKey]*portTable
+	certs map[ir.PortKey]*certTable
 }
 
 // FilterBuilder turns an attached external processor into a filter factory. The data plane
@@ -33,7 +33,7 @@ type FilterBuilder func(*ir.ExtProc) (filter.Factory, error)
 // cannot have checked (a certificate that does not parse, a processor that cannot be
 // built); the old snapshot then keeps serving.
 func Compile(cfg *ir.Config, ups *Upstreams, build FilterBuilder) (*Snapshot, error) {
-	s := &Snapshot{Config: cfg, ports: make(map[int32]*portTable), certs: make(map[int32]*certTable)}
+	s := &Snapshot{Config: cfg, ports: make(map[ir.PortKey]*portTable), certs: make(map[ir.PortKey]*certTable)}
 	var errs []error
 	bals := make(map[*ir.Backend]*balancer)
 	balancerFor := func(b *ir.Backend) *balancer {
@@ -96,13 +96,13 @@ func Compile(cfg *ir.Config, ups *Upstreams, build FilterBuilder) (*Snapshot, er
 			}
 			pt.listeners = append(pt.listeners, lt)
 		}
-		s.ports[p.Number] = pt
+		s.ports[p.Key()] = pt
 		if p.Protocol == ir.ProtocolHTTPS {
 			ct, err := compileCerts(p)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("port %d: %w", p.Number, err))
+				errs = append(errs, fmt.Errorf("port %s: %w", p.Key(), err))
 			}
-			s.certs[p.Number] = ct
+			s.certs[p.Key()] = ct
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -91,7 +91,7 @@ type Gateway struct {
 	snap    atomic.Pointer[Snapshot]
 
 	mu      sync.Mutex
-	servers map[int32]*server
+	servers map[ir.PortKey]*server
 	// draining are the servers of ports removed by a reload, until their drain ends;
 	// Shutdown waits for them too.
 	draining map[*server]struct{}
@@ -99,7 +99,7 @@ type Gateway struct {
 }
 
 type server struct {
-	port     int32
+	port     ir.PortKey
 	protocol ir.Protocol
 	srv      httpServer
 	ln       net.Listener
@@ -133,7 +133,7 @@ func New(o Options) *Gateway {
 		// passes with either server, with -race; the lean one costs less per request.
 		o.HTTP1Server = HTTP1Lean
 	}
-	return &Gateway{opts: o, log: o.Logger, metrics: o.Metrics, servers: make(map[int32]*server), draining: make(map[*server]struct{})}
+	return &Gateway{opts: o, log: o.Logger, metrics: o.Metrics, servers: make(map[ir.PortKey]*server), draining: make(map[*server]struct{})}
 }
 
 // Snapshot returns the snapshot being served, nil before the first Apply.
@@ -153,22 +153,23 @@ func (g *Gateway) Apply(cfg *ir.Config, extra any) error {
 	if g.closed {
 		return errors.New("gateway is shut down")
 	}
-	want := make(map[int32]ir.Protocol, len(cfg.Ports))
+	want := make(map[ir.PortKey]ir.Protocol, len(cfg.Ports))
 	for _, p := range cfg.Ports {
-		want[p.Number] = p.Protocol
+		want[p.Key()] = p.Protocol
 	}
 	var started []*server
 	for _, p := range cfg.Ports {
-		if s, ok := g.servers[p.Number]; ok {
+		k := p.Key()
+		if s, ok := g.servers[k]; ok {
 			if s.protocol == p.Protocol {
 				continue
 			}
 			// A protocol change needs a new socket on the same port: free it first.
 			s.srv.Close()
 			<-s.done
-			delete(g.servers, p.Number)
+			delete(g.servers, k)
 		}
-		s, err := g.listen(p.Number, p.Protocol)
+		s, err := g.listen(k, p.Protocol)
 		if err != nil {
 			for _, s := range started {
 				// Serve never ran, so the server does not own the listener yet.
@@ -178,7 +179,7 @@ func (g *Gateway) Apply(cfg *ir.Config, extra any) error {
 			return err
 		}
 		started = append(started, s)
-		g.servers[p.Number] = s
+		g.servers[k] = s
 	}
 	g.snap.Store(snap)
 	for _, s := range started {
@@ -194,11 +195,14 @@ func (g *Gateway) Apply(cfg *ir.Config, extra any) error {
 	return nil
 }
 
-func (g *Gateway) listen(port int32, proto ir.Protocol) (*server, error) {
-	addr := net.JoinHostPort(g.opts.BindAddress, strconv.Itoa(int(port)))
-	ln, err := net.Listen("tcp", addr)
+func (g *Gateway) listen(port ir.PortKey, proto ir.Protocol) (*server, error) {
+	host := port.Address
+	if host == "" {
+		host = g.opts.BindAddress
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(int(port.Number))))
 	if err != nil {
-		return nil, fmt.Errorf("listener port %d: %w", port, err)
+		return nil, fmt.Errorf("listener port %s: %w", port, err)
 	}
 	scheme := "http"
 	if proto == ir.ProtocolHTTPS {
@@ -234,7 +238,7 @@ func (g *Gateway) listen(port int32, proto ir.Protocol) (*server, error) {
 						}
 					}
 				}
-				return nil, fmt.Errorf("no certificate for %q on port %d", hello.ServerName, port)
+				return nil, fmt.Errorf("no certificate for %q on port %s", hello.ServerName, port)
 			},
 		}
 		ln = newTLSGuardListener(ln, srv.TLSConfig.Clone(), lim.ReadHeaderTimeout, g.log)
@@ -294,12 +298,12 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	for s := range g.draining {
 		servers = append(servers, s)
 	}
-	g.servers = map[int32]*server{}
+	g.servers = map[ir.PortKey]*server{}
 	g.mu.Unlock()
 	var errs []error
 	for _, s := range servers {
 		if err := s.srv.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("port %d: %w", s.port, err))
+			errs = append(errs, fmt.Errorf("port %s: %w", s.port, err))
 			s.srv.Close()
 		}
 		<-s.done
@@ -308,13 +312,31 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Addrs returns the bound address of each listening port.
+// Addrs returns the bound address of each listening port number. When one port number
+// is bound on several addresses (Gateways with addresses of their own), the socket on
+// the default bind address is returned, else the one on the lowest address.
 func (g *Gateway) Addrs() map[int32]net.Addr {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	out := make(map[int32]net.Addr, len(g.servers))
-	for p, s := range g.servers {
-		out[p] = s.ln.Addr()
+	chosen := make(map[int32]string, len(g.servers))
+	for k, s := range g.servers {
+		if prev, ok := chosen[k.Number]; ok && (prev == "" || (k.Address != "" && k.Address > prev)) {
+			continue
+		}
+		out[k.Number] = s.ln.Addr()
+		chosen[k.Number] = k.Address
+	}
+	return out
+}
+
+// Sockets returns the bound address of every listening socket.
+func (g *Gateway) Sockets() []net.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]net.Addr, 0, len(g.servers))
+	for _, s := range g.servers {
+		out = append(out, s.ln.Addr())
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bufio"
+	"github.com/sluice-gateway/sluice/internal/ir"
 	"io"
 	"net/http"
 	"strings"
@@ -32,7 +33,7 @@ func testHTTP1Server(t *testing.T, name string) {
 	}))
 	g := startGateway(t, Options{HTTP1Server: name}, simpleConfig(prefixRoute("r", "/", backendOf(t, "b", up))))
 	g.mu.Lock()
-	_, isNetHTTP := g.servers[g.Port].srv.(*http.Server)
+	_, isNetHTTP := g.servers[ir.PortKey{Number: g.Port}].srv.(*http.Server)
 	g.mu.Unlock()
 	if isNetHTTP != (name == HTTP1NetHTTP) {
 		t.Fatalf("served by net/http: %v", isNetHTTP)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/internal/filter"
+	"github.com/sluice-gateway/sluice/internal/ir"
 )
 
 // errRequestTimeout is the cancellation cause when a route's timeout fires.
@@ -23,7 +24,7 @@ var errRequestTimeout = errors.New("route timeout")
 // portHandler serves the requests of one listening port from the current snapshot.
 type portHandler struct {
 	gw     *Gateway
-	port   int32
+	port   ir.PortKey
 	scheme string
 }
 

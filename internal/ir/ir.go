@@ -4,6 +4,8 @@
 package ir
 
 import (
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/sluice-gateway/sluice/api/v1alpha1"
@@ -11,8 +13,8 @@ import (
 
 // Config is one whole, consistent configuration of the gateway.
 type Config struct {
-	// Ports are the listening ports, sorted by number. Listeners of several Gateways that
-	// share a port and protocol are merged into one Port.
+	// Ports are the listening sockets, sorted by number, then address. Listeners of
+	// several Gateways that share an address, port and protocol are merged into one Port.
 	Ports []*Port `json:"ports"`
 }
 
@@ -27,11 +29,28 @@ const (
 
 // Port is one listening socket.
 type Port struct {
+	// Address is the IP address the socket binds; empty binds the data plane's default
+	// bind address. Set when Gateways get addresses of their own (an address pool).
+	Address  string   `json:"address,omitempty"`
 	Number   int32    `json:"number"`
 	Protocol Protocol `json:"protocol"`
 	// Listeners share the port; a request is served by the listener whose hostname matches
 	// its host (or SNI) most specifically: exact, then the longest wildcard, then none.
 	Listeners []*Listener `json:"listeners"`
+}
+
+// Key identifies the socket of p.
+func (p *Port) Key() PortKey { return PortKey{Address: p.Address, Number: p.Number} }
+
+// PortKey identifies one listening socket: an address ("" for the default) and a port.
+type PortKey struct {
+	Address string
+	Number  int32
+}
+
+// String is "address:port", or ":port" on the default address.
+func (k PortKey) String() string {
+	return net.JoinHostPort(k.Address, strconv.Itoa(int(k.Number)))
 }
 
 // Listener is one Gateway listener.

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"net/netip"
 	"sort"
 
 	"github.com/sluice-gateway/sluice/internal/ir"
@@ -10,7 +11,7 @@ import (
 // listeners merged into ports, routes grouped into virtual hosts, precedence and
 // policies applied.
 func (t *translator) buildConfig() {
-	ports := map[int32]*ir.Port{}
+	ports := map[ir.PortKey]*ir.Port{}
 	for _, gs := range t.ourGateways {
 		if gs.invalid != nil {
 			continue
@@ -19,13 +20,17 @@ func (t *translator) buildConfig() {
 			if !l.ready() {
 				continue
 			}
-			p := ports[l.spec.Port]
-			if p == nil {
-				p = &ir.Port{Number: l.spec.Port, Protocol: l.protocol}
-				ports[l.spec.Port] = p
-			}
 			l.ir = t.buildListener(l)
-			p.Listeners = append(p.Listeners, l.ir)
+			// A Gateway with several addresses serves the same listener on each.
+			for _, addr := range gs.bindAddresses() {
+				k := ir.PortKey{Address: addr, Number: l.spec.Port}
+				p := ports[k]
+				if p == nil {
+					p = &ir.Port{Address: addr, Number: l.spec.Port, Protocol: l.protocol}
+					ports[k] = p
+				}
+				p.Listeners = append(p.Listeners, l.ir)
+			}
 		}
 	}
 	cfg := t.result.Config
@@ -39,7 +44,13 @@ func (t *translator) buildConfig() {
 		})
 		cfg.Ports = append(cfg.Ports, p)
 	}
-	sort.Slice(cfg.Ports, func(i, j int) bool { return cfg.Ports[i].Number < cfg.Ports[j].Number })
+	sort.Slice(cfg.Ports, func(i, j int) bool {
+		a, b := cfg.Ports[i], cfg.Ports[j]
+		if a.Number != b.Number {
+			return a.Number < b.Number
+		}
+		return addrLess(a.Address, b.Address)
+	})
 }
 
 // buildListener makes the IR of one ready listener.
@@ -95,4 +106,15 @@ func (t *translator) buildListener(l *listenerState) *ir.Listener {
 		out.VirtualHosts = append(out.VirtualHosts, vh)
 	}
 	return out
+}
+
+// addrLess orders IP addresses numerically ("" first), so that 10.0.0.9 comes before
+// 10.0.0.10.
+func addrLess(a, b string) bool {
+	x, errX := netip.ParseAddr(a)
+	y, errY := netip.ParseAddr(b)
+	if errX != nil || errY != nil {
+		return a < b
+	}
+	return x.Less(y)
 }

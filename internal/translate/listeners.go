@@ -3,6 +3,7 @@ package translate
 import (
 	"crypto/tls"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -21,6 +22,11 @@ type gatewayState struct {
 	listeners []*listenerState
 	// invalid, when set, is why the whole Gateway is not accepted.
 	invalid *condState
+	// addresses are the Gateway's own addresses, from the address pool; nil without one.
+	addresses []netip.Addr
+	// noAddress, when set, is why the Gateway got no address from the pool: accepted,
+	// but not served.
+	noAddress *condState
 }
 
 // condState is the outcome of one condition: ok, or the reason and message of a failure.
@@ -54,7 +60,7 @@ type listenerState struct {
 // ready reports whether the listener is served: accepted, not conflicted, and with a
 // certificate when HTTPS.
 func (l *listenerState) ready() bool {
-	if l.notAccepted != nil || l.conflicted != nil {
+	if l.notAccepted != nil || l.conflicted != nil || l.gw.noAddress != nil {
 		return false
 	}
 	return l.protocol != ir.ProtocolHTTPS || len(l.certs) > 0
@@ -95,6 +101,7 @@ func (t *translator) translateGateways() {
 		t.gwByName[gs.key] = gs
 		t.validateGateway(gs)
 	}
+	t.assignAddresses()
 	t.settleConflicts()
 }
 
@@ -106,13 +113,7 @@ func (t *translator) validateGateway(gs *gatewayState) {
 		msg := t.problem(KindGateway, g.Namespace, g.Name, "spec.tls", "not supported")
 		gs.invalid = &condState{reason: string(gwv1.ListenerReasonUnsupportedValue), msg: msg}
 	}
-	if len(g.Spec.Addresses) > 0 {
-		msg := t.problem(KindGateway, g.Namespace, g.Name, "spec.addresses",
-			"not supported: Sluice listens on the addresses it is started with")
-		if gs.invalid == nil {
-			gs.invalid = &condState{reason: string(gwv1.GatewayReasonUnsupportedAddress), msg: msg}
-		}
-	}
+	t.validateAddresses(gs)
 	names := map[gwv1.SectionName]bool{}
 	for i := range g.Spec.Listeners {
 		spec := &g.Spec.Listeners[i]
@@ -308,18 +309,19 @@ func (t *translator) resolveCertificate(g *gwv1.Gateway, ref gwv1.SecretObjectRe
 }
 
 // settleConflicts marks listeners that cannot share their port. Within one Gateway, every
-// listener of a conflict is marked, as the spec's examples do. Across Gateways, whose
-// listeners merge into one port, the oldest Gateway keeps the port or hostname and the
-// younger one's listener is marked, so adding a Gateway never breaks a serving one.
+// listener of a conflict is marked, as the spec's examples do. Across Gateways whose
+// listeners merge into one socket (same address and port), the oldest Gateway keeps the
+// port or hostname and the younger one's listener is marked, so adding a Gateway never
+// breaks a serving one. Gateways with addresses of their own share no socket.
 func (t *translator) settleConflicts() {
 	type claim struct {
 		protocol ir.Protocol
 		owner    *listenerState
 		hosts    map[string]*listenerState
 	}
-	claims := map[gwv1.PortNumber]*claim{}
+	claims := map[ir.PortKey]*claim{}
 	for _, gs := range t.ourGateways {
-		if gs.invalid != nil {
+		if gs.invalid != nil || gs.noAddress != nil {
 			continue
 		}
 		t.conflictsWithin(gs)
@@ -327,22 +329,25 @@ func (t *translator) settleConflicts() {
 			if l.notAccepted != nil || l.conflicted != nil {
 				continue
 			}
-			c := claims[l.spec.Port]
-			if c == nil {
-				c = &claim{protocol: l.protocol, owner: l, hosts: map[string]*listenerState{}}
-				claims[l.spec.Port] = c
+			for _, addr := range gs.bindAddresses() {
+				k := ir.PortKey{Address: addr, Number: l.spec.Port}
+				c := claims[k]
+				if c == nil {
+					c = &claim{protocol: l.protocol, owner: l, hosts: map[string]*listenerState{}}
+					claims[k] = c
+				}
+				if c.protocol != l.protocol {
+					l.conflicted = t.listenerProblem(l, ".protocol", string(gwv1.ListenerReasonProtocolConflict),
+						fmt.Sprintf("port %d already serves %s for listener %s", l.spec.Port, c.protocol, c.owner.name))
+					break
+				}
+				if other := c.hosts[l.hostname]; other != nil && other.gw != l.gw {
+					l.conflicted = t.listenerProblem(l, ".hostname", string(gwv1.ListenerReasonHostnameConflict),
+						fmt.Sprintf("port %d already serves hostname %q for listener %s", l.spec.Port, displayHost(l.hostname), other.name))
+					break
+				}
+				c.hosts[l.hostname] = l
 			}
-			if c.protocol != l.protocol {
-				l.conflicted = t.listenerProblem(l, ".protocol", string(gwv1.ListenerReasonProtocolConflict),
-					fmt.Sprintf("port %d already serves %s for listener %s", l.spec.Port, c.protocol, c.owner.name))
-				continue
-			}
-			if other := c.hosts[l.hostname]; other != nil && other.gw != l.gw {
-				l.conflicted = t.listenerProblem(l, ".hostname", string(gwv1.ListenerReasonHostnameConflict),
-					fmt.Sprintf("port %d already serves hostname %q for listener %s", l.spec.Port, displayHost(l.hostname), other.name))
-				continue
-			}
-			c.hosts[l.hostname] = l
 		}
 	}
 }

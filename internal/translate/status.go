@@ -48,7 +48,10 @@ func (t *translator) writeGatewayStatuses() {
 			acceptedMsg = "invalid listeners: " + strings.Join(invalid, ", ")
 		}
 		var programmed *condState
-		if ready == 0 {
+		switch {
+		case gs.noAddress != nil && gs.invalid == nil:
+			programmed = gs.noAddress
+		case ready == 0:
 			programmed = &condState{reason: string(gwv1.GatewayReasonInvalid), msg: "no listener can be served"}
 		}
 		st.Conditions = []metav1.Condition{
@@ -56,6 +59,7 @@ func (t *translator) writeGatewayStatuses() {
 			condition(string(gwv1.GatewayConditionProgrammed), g.Generation, programmed,
 				string(gwv1.GatewayReasonProgrammed), fmt.Sprintf("%d listener(s) served", ready)),
 		}
+		st.Addresses = t.statusAddresses(gs)
 		t.result.Gateways[gs.key] = st
 	}
 }
@@ -74,6 +78,8 @@ func (t *translator) listenerStatus(gs *gatewayState, l *listenerState) gwv1.Lis
 		notProgrammed = &condState{reason: string(gwv1.ListenerReasonInvalid), msg: l.notAccepted.msg}
 	case l.conflicted != nil:
 		notProgrammed = &condState{reason: string(gwv1.ListenerReasonInvalid), msg: l.conflicted.msg}
+	case gs.noAddress != nil:
+		notProgrammed = &condState{reason: string(gwv1.ListenerReasonPending), msg: "the Gateway has no address: " + gs.noAddress.msg}
 	case !l.ready():
 		notProgrammed = &condState{reason: string(gwv1.ListenerReasonInvalid), msg: "no valid certificate"}
 	}

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -98,6 +99,7 @@ func newTranslator(r *Resources, o Options) *translator {
 			HTTPRoutes:         map[types.NamespacedName]*gwv1.HTTPRouteStatus{},
 			Policies:           map[types.NamespacedName]*gwv1.PolicyStatus{},
 			BackendTLSPolicies: map[types.NamespacedName]*gwv1.PolicyStatus{},
+			Addresses:          map[types.NamespacedName][]netip.Addr{},
 		},
 	}
 	for _, c := range r.GatewayClasses {

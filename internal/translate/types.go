@@ -3,6 +3,7 @@ package translate
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -100,6 +101,18 @@ type Options struct {
 	// Gateways are treated like another controller's: routes and policies attached to
 	// them get no status entry from this translation. Default: every Gateway of the class.
 	Gateways []types.NamespacedName
+	// AddressPool, when not empty, gives each served Gateway an IP address of its own from
+	// these (in this order), on which its listeners bind and which its status.addresses
+	// reports: Gateways then never conflict over ports, as with one load balancer address
+	// each. Gateways may ask for pool addresses in spec.addresses (a value for a given
+	// one, an empty value for any). A Gateway that gets none is Programmed=False
+	// (AddressNotAssigned, AddressNotUsable) and not served. The addresses must be
+	// assigned to the host. Default: none; every Gateway is served on the bind address.
+	AddressPool []netip.Addr
+	// StickyAddresses are the addresses the previous translation gave each Gateway (its
+	// Result.Addresses): a Gateway keeps its address while it is free, whatever comes
+	// and goes. Gateways not listed keep the pool address their status reports, if free.
+	StickyAddresses map[types.NamespacedName][]netip.Addr
 }
 
 // Owns reports whether a status entry whose reference is ref, on an object in namespace
@@ -147,6 +160,9 @@ type Result struct {
 	// Problems lists every invalid field of every object. It is empty if and only if the
 	// configuration is fully valid.
 	Problems []Problem `json:"problems,omitempty"`
+	// Addresses are the pool addresses given to each Gateway (see Options.AddressPool);
+	// the next translation's Options.StickyAddresses. Empty without a pool.
+	Addresses map[types.NamespacedName][]netip.Addr `json:"-"`
 }
 
 // MarshalJSON writes the statuses keyed by "namespace/name": encoding/json cannot use

@@ -163,22 +163,28 @@ func TestConformance(t *testing.T) {
 		}
 	})
 	gwAddr := runner.HostIP().String()
-	// Spare host addresses (.2 up) on the bridge, for a Sluice that gives each Gateway an
-	// address of its own; pass them to it with SLUICE_CONFORMANCE_SLUICE_ARGS.
-	if n, _ := strconv.Atoi(os.Getenv("SLUICE_CONFORMANCE_EXTRA_ADDRESSES")); n > 0 {
-		a := runner.HostIP()
-		for range min(n, 8) {
-			a = a.Next()
-			if err := runner.AddHostAddress(ctx, a); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("spare host address %s on the pod bridge", a)
-		}
+	// Each Gateway gets an address of its own from a pool of host addresses on the
+	// bridge (.2 up), as with a load balancer address per Gateway: the suite's Gateways
+	// use the same ports, often without hostnames.
+	poolSize := 32
+	if n, err := strconv.Atoi(os.Getenv("SLUICE_CONFORMANCE_ADDRESSES")); err == nil {
+		poolSize = n
 	}
+	if poolSize < 1 || poolSize > 62 {
+		t.Fatalf("SLUICE_CONFORMANCE_ADDRESSES=%d: expected 1 to 62 addresses", poolSize)
+	}
+	var pool []string
+	for a, i := runner.HostIP().Next(), 0; i < poolSize; a, i = a.Next(), i+1 {
+		if err := runner.AddHostAddress(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		pool = append(pool, a.String())
+	}
+	t.Logf("address pool of %d host addresses on the pod bridge: %s-%s", len(pool), pool[0], pool[len(pool)-1])
 
 	admin := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	args := []string{"kube", "--kubeconfig", kubeconfig,
-		"--bind-address", gwAddr, "--gateway-address", gwAddr, "--admin-addr", admin,
+		"--bind-address", gwAddr, "--gateway-address", gwAddr, "--address-pool", strings.Join(pool, ","), "--admin-addr", admin,
 		"--leader-elect=false", "--log-level", envOr("SLUICE_CONFORMANCE_LOG_LEVEL", "info"),
 		"--access-log=" + strconv.FormatBool(os.Getenv("SLUICE_CONFORMANCE_ACCESS_LOG") == "1"), "--drain-timeout", "1s"}
 	args = append(args, strings.Fields(os.Getenv("SLUICE_CONFORMANCE_SLUICE_ARGS"))...)

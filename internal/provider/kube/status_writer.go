@@ -29,7 +29,8 @@ type StatusOptions struct {
 	// Default translate.DefaultControllerName.
 	ControllerName string
 	// Addresses are reported in status.addresses of every Gateway Sluice serves (IP
-	// addresses or host names). Empty leaves the addresses a Gateway has.
+	// addresses or host names), except those a translation gave addresses of their own
+	// (translate.Options.AddressPool). Empty leaves the addresses a Gateway has.
 	Addresses []string
 	// Gateways, when not empty, are the only Gateways this deployment serves (see
 	// translate.Options.Gateways): Sluice's route parent and policy ancestor entries
@@ -197,7 +198,12 @@ func (w *StatusWriter) Write(ctx context.Context, res *translate.Result) (int, e
 			func() client.Object { return &gwv1.Gateway{} },
 			func(o client.Object) bool {
 				gw := o.(*gwv1.Gateway)
-				return setIfChanged(&gw.Status, gatewayStatus(&gw.Status, want, w.addresses, now))
+				addrs := w.addresses
+				if want.Addresses != nil {
+					// The Gateway's own addresses, from the address pool.
+					addrs = want.Addresses
+				}
+				return setIfChanged(&gw.Status, gatewayStatus(&gw.Status, want, addrs, now))
 			}))
 	}
 

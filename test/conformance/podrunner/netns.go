@@ -129,12 +129,16 @@ func (r *Runner) removeAllNetworkObjects(ctx context.Context) []string {
 	return removed
 }
 
-// AddHostAddress adds another host address on the pod bridge (from .2 to .9 of the
+// firstPodHost is the last octet of the first pod address: the host may add addresses
+// below it.
+const firstPodHost = 64
+
+// AddHostAddress adds another host address on the pod bridge (from .2 to .63 of the
 // subnet, which pods never get): for a gateway that gives each Gateway an address of its
 // own. It goes away with the bridge.
 func (r *Runner) AddHostAddress(ctx context.Context, addr netip.Addr) error {
-	if !r.cfg.Subnet.Contains(addr) || addr.As4()[3] < 2 || addr.As4()[3] > 9 {
-		return fmt.Errorf("podrunner: host address %s is not .2 to .9 of %s", addr, r.cfg.Subnet)
+	if !r.cfg.Subnet.Contains(addr) || addr.As4()[3] < 2 || addr.As4()[3] >= firstPodHost {
+		return fmt.Errorf("podrunner: host address %s is not .2 to .%d of %s", addr, firstPodHost-1, r.cfg.Subnet)
 	}
 	return ip(ctx, "addr", "add", fmt.Sprintf("%s/%d", addr, r.cfg.Subnet.Bits()), "dev", r.bridgeName())
 }

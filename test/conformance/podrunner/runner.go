@@ -361,12 +361,13 @@ func (r *Runner) finalize(ns, name string, uid types.UID) {
 	}
 }
 
-// allocate reserves a free pod address (.10 to .250 of the subnet).
+// allocate reserves a free pod address (.64 to .250 of the subnet; .2 to .63 are the
+// host's, for Gateways with addresses of their own).
 func (r *Runner) allocate() (netip.Addr, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	base := r.cfg.Subnet.Masked().Addr().As4()
-	for i := 10; i <= 250; i++ {
+	for i := firstPodHost; i <= 250; i++ {
 		a := base
 		a[3] = byte(i)
 		addr := netip.AddrFrom4(a)
