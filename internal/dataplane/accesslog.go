@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"log/slog"
+	"net"
 	"math/rand/v2"
 	"time"
 
@@ -73,4 +74,19 @@ func newRequestID() string {
 	var h [32]byte
 	hex.Encode(h[:], b[:])
 	return string(h[:])
+}
+
+// refused logs and counts a request the lean HTTP/1.1 server answered itself, before any
+// handler, because its head was malformed or ambiguous: the access log and the request
+// counter show every answer, including those to requests never routed.
+func (g *Gateway) refused(c net.Conn, code int, reason string) {
+	g.metrics.refused(code)
+	if g.opts.AccessLog == nil || !g.opts.AccessLog.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	g.opts.AccessLog.LogAttrs(context.Background(), slog.LevelInfo, "request",
+		slog.String("client", c.RemoteAddr().String()),
+		slog.Int("status", code),
+		slog.String("details", "refused: "+reason),
+	)
 }

@@ -256,6 +256,7 @@ func (g *Gateway) listen(port ir.PortKey, proto ir.Protocol) (*server, error) {
 			ConnContext:       connContext,
 			H2C:               srv,
 			ErrorLog:          srv.ErrorLog,
+			OnRefuse:          g.refused,
 		}
 		return &server{port: port, protocol: proto, srv: lean, ln: ln, done: make(chan struct{})}, nil
 	} else {

@@ -48,6 +48,14 @@ func (m *Metrics) observe(ex *exchange, seconds float64) {
 	m.duration.WithLabelValues(ex.Route, ex.Backend).Observe(seconds)
 }
 
+// refused counts a request refused before routing, with empty route and backend labels.
+func (m *Metrics) refused(code int) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues("", "", strconv.Itoa(code)).Inc()
+}
+
 // metricsSlot caches, in a compiled route's backend, the metric children of that route
 // and backend, so that a request does not look its labels up (hashing, a lock, an
 // allocation for the status code) each time.

@@ -1,8 +1,10 @@
 package dataplane
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -118,4 +120,40 @@ func TestMetrics(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestRefusedRequestsLoggedAndCounted checks that a request the lean HTTP/1.1 server
+// refuses before routing (here Content-Length with Transfer-Encoding) still gets an
+// access log line and a count, as every other answer does.
+func TestRefusedRequestsLoggedAndCounted(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	reg := prometheus.NewRegistry()
+	g := startGateway(t, Options{HTTP1Server: HTTP1Lean, AccessLog: slog.New(slog.NewJSONHandler(&buf, nil)), Metrics: NewMetrics(reg)},
+		simpleConfig(prefixRoute("r", "/", backendOf(t, "echo", echoBackend(t, "echo")))))
+	conn := dialGateway(t, g)
+	if _, err := io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("status %d, want 400", resp.StatusCode)
+	}
+	eventually(t, "an access log line", func() bool { return len(buf.lines()) == 1 })
+	var line map[string]any
+	if err := json.Unmarshal([]byte(buf.lines()[0]), &line); err != nil {
+		t.Fatal(err)
+	}
+	if line["status"] != 400.0 || line["details"] != "refused: Content-Length with Transfer-Encoding" || line["client"] != conn.LocalAddr().String() {
+		t.Errorf("access log line %v", line)
+	}
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if want := `sluice_requests_total{backend="",code="400",route=""} 1`; !strings.Contains(rec.Body.String(), want+"\n") {
+		t.Errorf("metrics lack %s:\n%s", want, rec.Body.String())
+	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/internal/filter"
 	"github.com/sluice-gateway/sluice/internal/ir"
+	"github.com/sluice-gateway/sluice/internal/testutil"
 )
 
 // selfSigned returns a certificate for name and its PEM.
@@ -73,6 +74,53 @@ func TestTLSProcessor(t *testing.T) {
 				t.Fatalf("status %d, want %d", res.Status, tc.want)
 			}
 			g.exchange()
+		})
+	}
+}
+
+// A processor that requires client certificates (mutual TLS) serves Sluice when the
+// Backend names a certificate its CA issued, and refuses the handshake otherwise; the
+// request then fails as FailClosed prescribes (500).
+func TestMutualTLSProcessor(t *testing.T) {
+	t.Parallel()
+	serverCA, clientCA, otherCA := testutil.NewCA(t), testutil.NewCA(t), testutil.NewCA(t)
+	serverCert, _, _ := serverCA.Issue(t, []string{"proc.example"})
+	clients := x509.NewCertPool()
+	clients.AppendCertsFromPEM(clientCA.PEM)
+	p := newProc(t, echo, grpc.Creds(credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{serverCert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    clients,
+	})))
+	_, goodCert, goodKey := clientCA.Issue(t, []string{"sluice.example"})
+	_, badCert, badKey := otherCA.Issue(t, []string{"sluice.example"})
+	for _, tc := range []struct {
+		name      string
+		cert, key []byte
+		want      int
+	}{
+		{"client certificate of the processor's CA", goodCert, goodKey, 200},
+		{"client certificate of another CA", badCert, badKey, 500},
+		{"no client certificate", nil, nil, 500},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool := NewPool(PoolOptions{})
+			defer pool.Close()
+			b := backendOf(p)
+			b.Protocol = ir.UpstreamHTTPS
+			b.TLS = &ir.BackendTLS{SNI: "proc.example", CAPEM: serverCA.PEM, ClientCertPEM: tc.cert, ClientKeyPEM: tc.key}
+			fac, err := pool.Build(&ir.ExtProc{Policy: "t/mtls", Backend: b, Spec: spec()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := newGateway(t, spec(), p)
+			g.fac = fac
+			if res := g.do("GET", "/", nil); res.Status != tc.want {
+				t.Fatalf("status %d, want %d", res.Status, tc.want)
+			}
+			if tc.want == 200 {
+				g.exchange()
+			}
 		})
 	}
 }

@@ -560,6 +560,9 @@ func (c *conn) replyError(e *requestError) {
 	if e.code == 0 {
 		return
 	}
+	if c.srv.OnRefuse != nil {
+		c.srv.OnRefuse(c.rwc, e.code, e.msg)
+	}
 	text := http.StatusText(e.code)
 	msg := strconv.Itoa(e.code) + " " + text
 	if e.msg != "" {

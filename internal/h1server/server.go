@@ -57,6 +57,10 @@ type Server struct {
 	// ErrorLog receives handler panics and server errors. Default: the log package's
 	// standard logger.
 	ErrorLog *log.Logger
+	// OnRefuse, if set, is told of every request the server answers itself, before any
+	// handler, because it is malformed or ambiguous (400, 431, 501, ...): the status
+	// code and the reason sent. It runs on the connection's goroutine; it must not block.
+	OnRefuse func(c net.Conn, code int, reason string)
 	// BufferReleaseDelay is how long a keep-alive connection keeps its pooled buffers
 	// while waiting for its next request; after it, the buffers go back to the pool and
 	// the connection waits with a one-byte read. Default 250ms.

@@ -76,10 +76,9 @@ var controllers = []string{
 	"pod-garbage-collector-controller", "serviceaccount-controller",
 }
 
-// coreFeatures are the features claimed unless SLUICE_CONFORMANCE_FEATURES says
-// otherwise: the core of the GATEWAY-HTTP profile. Later, Sluice is to write the
-// GatewayClass's status.supportedFeatures and the suite can read them from there
-// (SLUICE_CONFORMANCE_FEATURES=infer).
+// coreFeatures are the core of the GATEWAY-HTTP profile (SLUICE_CONFORMANCE_FEATURES=core).
+// By default the features tested are those Sluice writes in the GatewayClass's
+// status.supportedFeatures.
 var coreFeatures = []features.FeatureName{features.SupportGateway, features.SupportHTTPRoute, features.SupportReferenceGrant}
 
 // TestConformance starts the cluster pieces and Sluice, then runs the suite.
@@ -212,15 +211,16 @@ func TestConformance(t *testing.T) {
 			return false, err.Error()
 		}
 		cond := meta.FindStatusCondition(gwc.Status.Conditions, string(gwv1.GatewayClassConditionStatusAccepted))
-		return cond != nil && cond.Status == metav1.ConditionTrue, fmt.Sprintf("%+v", gwc.Status.Conditions)
+		ok := cond != nil && cond.Status == metav1.ConditionTrue && len(gwc.Status.SupportedFeatures) > 0
+		return ok, fmt.Sprintf("%+v", gwc.Status)
 	})
 
-	opts := suiteOptions(t, c, cs, cfg, className, artifacts)
+	opts := suiteOptions(t, c, cs, cfg, className, artifacts, gwc.Status.SupportedFeatures)
 	conformance.RunConformanceWithOptions(t, opts)
 }
 
 // suiteOptions builds the suite's options from the SLUICE_CONFORMANCE_* variables.
-func suiteOptions(t *testing.T, c client.Client, cs clientset.Interface, cfg *rest.Config, className, artifacts string) suite.ConformanceOptions {
+func suiteOptions(t *testing.T, c client.Client, cs clientset.Interface, cfg *rest.Config, className, artifacts string, claimed []gwv1.SupportedFeature) suite.ConformanceOptions {
 	timeouts := config.DefaultTimeoutConfig()
 	if os.Getenv("SLUICE_CONFORMANCE_FAST") == "1" {
 		// For exploration: a failing test gives up after seconds, not a minute.
@@ -233,10 +233,18 @@ func suiteOptions(t *testing.T, c client.Client, cs clientset.Interface, cfg *re
 
 	var supported []features.FeatureName
 	switch f := os.Getenv("SLUICE_CONFORMANCE_FEATURES"); f {
-	case "":
+	case "", "claimed":
+		// What Sluice claims in the GatewayClass's status.supportedFeatures: the suite
+		// would read them itself, but not when one test is picked (RunTest).
+		for _, f := range claimed {
+			supported = append(supported, features.FeatureName(f.Name))
+		}
+		if len(supported) == 0 {
+			t.Fatalf("GatewayClass %s lists no supportedFeatures", className)
+		}
+		t.Logf("features claimed by Sluice: %v", supported)
+	case "core":
 		supported = coreFeatures
-	case "infer":
-		// Empty: the suite reads the GatewayClass's status.supportedFeatures.
 	case "extended":
 		// Every Gateway and HTTPRoute feature, to see which extended ones already work.
 		supported = append(supported, coreFeatures...)
