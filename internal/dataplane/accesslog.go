@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/hex"
 	"log/slog"
-	"net"
 	"math/rand/v2"
+	"net"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
