@@ -147,7 +147,8 @@ func compileRoute(r *ir.Route, balancerFor func(*ir.Backend) *balancer, filterFo
 		if b.Weight <= 0 {
 			continue
 		}
-		rt.backends = append(rt.backends, weighted{weight: int(b.Weight), bal: balancerFor(b.Backend), metrics: new(metricsSlot)})
+		rt.backends = append(rt.backends, weighted{weight: int(b.Weight), bal: balancerFor(b.Backend), metrics: new(metricsSlot),
+			reqHeaders: compileHeaderOps(b.RequestHeaders), respHeaders: compileHeaderOps(b.ResponseHeaders)})
 		rt.totalWeight += int(b.Weight)
 	}
 	rt.extproc = filterFor(r.ExtProc)

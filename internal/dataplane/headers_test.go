@@ -203,3 +203,44 @@ func TestRemoveHopByHopConnectionOptions(t *testing.T) {
 		t.Errorf("after removing hop-by-hop headers: %v", h)
 	}
 }
+
+// TestBackendHeaderModifiers checks that a backendRef's own header filters apply, after
+// the rule's, only to the requests sent to that backend and to its responses.
+func TestBackendHeaderModifiers(t *testing.T) {
+	t.Parallel()
+	r := prefixRoute("r", "/", nil)
+	r.RequestHeaders = &ir.HeaderModifier{Set: []ir.Header{{Name: "X-Rule", Value: "rule"}, {Name: "X-Both", Value: "rule"}}}
+	r.Backends = nil
+	for _, name := range []string{"a", "b"} {
+		r.Backends = append(r.Backends, ir.WeightedBackend{
+			Weight:          1,
+			Backend:         backendOf(t, name, echoBackend(t, name)),
+			RequestHeaders:  &ir.HeaderModifier{Set: []ir.Header{{Name: "X-Backend-Filter", Value: name}, {Name: "X-Both", Value: name}}},
+			ResponseHeaders: &ir.HeaderModifier{Add: []ir.Header{{Name: "X-Answered-By", Value: name}}},
+		})
+	}
+	g := startGateway(t, Options{}, simpleConfig(r))
+	c := newClient(t)
+	seenBackends := map[string]bool{}
+	// The backend is picked at random by weight: ask until both answered (bounded).
+	for i := 0; i < 200 && (i < 8 || len(seenBackends) < 2); i++ {
+		resp, body := get(t, c, g.URL, "", "/")
+		s := decodeSeen(t, body)
+		seenBackends[s.Backend] = true
+		if got := s.Header.Get("X-Backend-Filter"); got != s.Backend {
+			t.Errorf("backend %s saw X-Backend-Filter %q", s.Backend, got)
+		}
+		if got := s.Header["X-Both"]; !slices.Equal(got, []string{s.Backend}) {
+			t.Errorf("backend %s saw X-Both %q, want the backend's value over the rule's", s.Backend, got)
+		}
+		if got := s.Header.Get("X-Rule"); got != "rule" {
+			t.Errorf("backend %s saw X-Rule %q", s.Backend, got)
+		}
+		if got := resp.Header["X-Answered-By"]; !slices.Equal(got, []string{s.Backend}) {
+			t.Errorf("response from %s has X-Answered-By %q", s.Backend, got)
+		}
+	}
+	if len(seenBackends) != 2 {
+		t.Errorf("backends reached: %v, want both", seenBackends)
+	}
+}

@@ -261,6 +261,7 @@ func (g *Gateway) serveRoute(ex *exchange, rt *route) error {
 	}
 	ex.Backend = w.bal.backend.Name
 	ex.metrics = w.metrics
+	w.reqHeaders.apply(out.Header)
 	addr := w.bal.pick()
 	if addr == "" {
 		return g.localReply(ex, filter.Reply(http.StatusServiceUnavailable, "no_healthy_upstream", "no healthy upstream\n"))
@@ -292,6 +293,7 @@ func (g *Gateway) serveRoute(ex *exchange, rt *route) error {
 	}
 	removeHopByHop(resp.Header, false)
 	rt.respHeaders.apply(resp.Header)
+	w.respHeaders.apply(resp.Header)
 	return g.respond(ex, resp)
 }
 

@@ -58,6 +58,8 @@ type weighted struct {
 	bal    *balancer // nil: unresolved, answers 500
 	// metrics caches the metric children of this route and backend.
 	metrics *metricsSlot
+	// reqHeaders and respHeaders are the backendRef's own header filters.
+	reqHeaders, respHeaders *headerOps
 }
 
 type valueMatcher struct {

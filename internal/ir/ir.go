@@ -189,6 +189,10 @@ type Rewrite struct {
 type WeightedBackend struct {
 	Weight  int32    `json:"weight"`
 	Backend *Backend `json:"backend,omitempty"`
+	// RequestHeaders and ResponseHeaders are the backendRef's own header filters, applied
+	// after the rule's, only to the requests this backend gets and to its responses.
+	RequestHeaders  *HeaderModifier `json:"requestHeaders,omitempty"`
+	ResponseHeaders *HeaderModifier `json:"responseHeaders,omitempty"`
 }
 
 // UpstreamProtocol is how Sluice speaks to a backend.

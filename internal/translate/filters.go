@@ -73,6 +73,40 @@ func compileFilters(rule *gwv1.HTTPRouteRule, ruleField string, r *ir.Route, err
 	}
 }
 
+// backendFilters validates the filters of one backendRef and stores them on wb: the
+// header modifiers, applied only to the requests sent to that backend and their
+// responses. Other filter types make the backendRef invalid (reported false) rather than
+// being skipped, as on rules.
+func backendFilters(filters []gwv1.HTTPRouteFilter, refField string, wb *ir.WeightedBackend, errs *ruleErrors) bool {
+	ok := true
+	seen := map[gwv1.HTTPRouteFilterType]bool{}
+	for i := range filters {
+		f := &filters[i]
+		field := fmt.Sprintf("%s.filters[%d]", refField, i)
+		if seen[f.Type] {
+			errs.fail(field+".type", string(gwv1.RouteReasonUnsupportedValue),
+				fmt.Sprintf("filter %s is given twice", f.Type))
+			ok = false
+			continue
+		}
+		seen[f.Type] = true
+		switch {
+		case f.Type == gwv1.HTTPRouteFilterRequestHeaderModifier && f.RequestHeaderModifier != nil:
+			wb.RequestHeaders = headerModifier(f.RequestHeaderModifier, field+".requestHeaderModifier", errs)
+		case f.Type == gwv1.HTTPRouteFilterResponseHeaderModifier && f.ResponseHeaderModifier != nil:
+			wb.ResponseHeaders = headerModifier(f.ResponseHeaderModifier, field+".responseHeaderModifier", errs)
+		case f.Type == gwv1.HTTPRouteFilterRequestHeaderModifier || f.Type == gwv1.HTTPRouteFilterResponseHeaderModifier:
+			errs.fail(field, string(gwv1.RouteReasonUnsupportedValue), fmt.Sprintf("the %s settings are required for its type", f.Type))
+			ok = false
+		default:
+			errs.fail(field+".type", string(gwv1.RouteReasonUnsupportedValue),
+				fmt.Sprintf("filter type %q is not supported on a backendRef, expected RequestHeaderModifier or ResponseHeaderModifier", f.Type))
+			ok = false
+		}
+	}
+	return ok
+}
+
 // singlePrefixMatch reports whether the rule has exactly one match and it is a path
 // prefix (the default match counts).
 func singlePrefixMatch(rule *gwv1.HTTPRouteRule) bool {

@@ -144,9 +144,8 @@ func (t *translator) compileBackends(rs *routeState, st *ruleState, rule *gwv1.H
 				fmt.Sprintf("weight %d is out of range 0-1000000", weight))
 			continue
 		}
-		if len(ref.Filters) > 0 {
-			errs.fail(field+".filters", string(gwv1.RouteReasonUnsupportedValue),
-				"filters on a backendRef are not supported; put them on the rule")
+		wb := ir.WeightedBackend{Weight: weight}
+		if !backendFilters(ref.Filters, field, &wb, errs) {
 			continue
 		}
 		b, rerr := t.resolveBackendRef(from, ref.BackendObjectReference)
@@ -159,7 +158,8 @@ func (t *translator) compileBackends(rs *routeState, st *ruleState, rule *gwv1.H
 		if weight == 0 {
 			continue // no share of the traffic
 		}
-		r.Backends = append(r.Backends, ir.WeightedBackend{Weight: weight, Backend: b})
+		wb.Backend = b
+		r.Backends = append(r.Backends, wb)
 	}
 	if len(r.Backends) == 0 {
 		r.Backends = []ir.WeightedBackend{{Weight: 1}}
