@@ -98,6 +98,7 @@ type Route struct {
 	ResponseHeaders *HeaderModifier `json:"responseHeaders,omitempty"`
 	Redirect        *Redirect       `json:"redirect,omitempty"`
 	Rewrite         *Rewrite        `json:"rewrite,omitempty"`
+	CORS            *CORS           `json:"cors,omitempty"`
 
 	// Backends are chosen by weight. A backend that failed to resolve has Backend nil: the
 	// share of requests it would get answers 500, as the Gateway API requires.
@@ -183,6 +184,44 @@ type Rewrite struct {
 	Hostname string      `json:"hostname,omitempty"`
 	PathType RewriteType `json:"pathType,omitempty"`
 	Path     string      `json:"path,omitempty"`
+}
+
+// CORS is a CORS filter. The gateway answers the preflight requests of the route itself
+// (an OPTIONS request with Origin and Access-Control-Request-Method never reaches the
+// backend) and adds the Access-Control-Allow-Origin, -Allow-Credentials and
+// -Expose-Headers headers to the route's other responses, its local replies included,
+// when their Origin is allowed. Header names are kept as configured: they are echoed to
+// clients, which compare them without regard to case.
+type CORS struct {
+	// AllowOrigins are the origins allowed: either "*" alone, any origin, or
+	// "scheme://host[:port]" values, scheme http or https. The port defaults to the
+	// scheme's (80 or 443) on both sides of the comparison, so "https://a.example"
+	// allows "https://a.example:443" but not "https://a.example:8443". A host of "*"
+	// matches any host; a host "*.example.com" matches any host that ends with
+	// ".example.com", however many labels precede it, never "example.com" itself. Hosts
+	// compare without regard to case. Empty allows no origin: preflights get 403.
+	AllowOrigins []string `json:"allowOrigins,omitempty"`
+	// AllowMethods is the Access-Control-Allow-Methods of preflight answers: methods,
+	// or "*" alone, which echoes the request's Access-Control-Request-Method (valid
+	// with and without credentials, where a literal "*" is not). Empty sends no header:
+	// browsers then allow only GET, HEAD and POST.
+	AllowMethods []string `json:"allowMethods,omitempty"`
+	// AllowHeaders is the Access-Control-Allow-Headers of preflight answers: header
+	// names, or "*" alone, which echoes the request's Access-Control-Request-Headers
+	// (a literal "*" would cover neither Authorization nor credentialed requests).
+	AllowHeaders []string `json:"allowHeaders,omitempty"`
+	// ExposeHeaders is the Access-Control-Expose-Headers of allowed responses. "*" is
+	// sent as is without credentials; with credentials, where browsers take it for a
+	// header name, it is replaced by the names of the headers of the response.
+	ExposeHeaders []string `json:"exposeHeaders,omitempty"`
+	// AllowCredentials sends Access-Control-Allow-Credentials: true with allowed
+	// responses. With it, an AllowOrigins of "*" echoes the request's Origin; without
+	// it, "*" is sent as is, to every request, Origin or not, so that a shared cache
+	// may serve any client the same response (no Vary: Origin is needed then).
+	AllowCredentials bool `json:"allowCredentials,omitempty"`
+	// MaxAge is the Access-Control-Max-Age of preflight answers, in seconds: how long
+	// the browser may cache them. The translator defaults it to 5, as the Gateway API.
+	MaxAge int32 `json:"maxAge"`
 }
 
 // WeightedBackend is one backendRef of a rule.

@@ -191,3 +191,20 @@ func TestAddressPoolStatusHolds(t *testing.T) {
 		t.Fatalf("addresses: got %v, want %v", got, want)
 	}
 }
+
+// TestParametersRefRejected checks that a Gateway asking for infrastructure parameters
+// is not accepted (Sluice has no parameters kind), while its labels alone are fine.
+func TestParametersRefRejected(t *testing.T) {
+	t.Parallel()
+	withRef := poolGateway("with-ref", 2)
+	withRef.Spec.Infrastructure = &gwv1.GatewayInfrastructure{ParametersRef: &gwv1.LocalParametersReference{Group: "", Kind: "ConfigMap", Name: "params"}}
+	labelsOnly := poolGateway("labels-only", 1)
+	labelsOnly.Spec.Infrastructure = &gwv1.GatewayInfrastructure{Labels: map[gwv1.LabelKey]gwv1.LabelValue{"team": "a"}}
+	res := translate.Translate(&translate.Resources{Gateways: []*gwv1.Gateway{withRef, labelsOnly}}, translate.Options{AllGatewayClasses: true})
+	if got := gatewayOutcome(res.Gateways[types.NamespacedName{Namespace: "default", Name: "with-ref"}]); got != "[] Accepted=InvalidParameters Programmed=Invalid" {
+		t.Errorf("with a parametersRef: %s", got)
+	}
+	if got := gatewayOutcome(res.Gateways[types.NamespacedName{Namespace: "default", Name: "labels-only"}]); got != "[] Accepted=Accepted Programmed=Programmed" {
+		t.Errorf("with labels only: %s", got)
+	}
+}

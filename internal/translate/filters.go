@@ -2,6 +2,9 @@ package translate
 
 import (
 	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -56,9 +59,15 @@ func compileFilters(rule *gwv1.HTTPRouteRule, ruleField string, r *ir.Route, err
 				continue
 			}
 			r.Rewrite = rewrite(f.URLRewrite, field+".urlRewrite", errs)
+		case gwv1.HTTPRouteFilterCORS:
+			if f.CORS == nil {
+				missing("cors")
+				continue
+			}
+			r.CORS = cors(f.CORS, field+".cors", errs)
 		default:
 			errs.fail(field+".type", string(gwv1.RouteReasonUnsupportedValue),
-				fmt.Sprintf("filter type %q is not supported, expected RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect or URLRewrite", f.Type))
+				fmt.Sprintf("filter type %q is not supported, expected RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite or CORS", f.Type))
 		}
 	}
 	if seen[gwv1.HTTPRouteFilterRequestRedirect] && seen[gwv1.HTTPRouteFilterURLRewrite] {
@@ -228,5 +237,87 @@ func pathModifier(p *gwv1.HTTPPathModifier, field string, errs *ruleErrors) *ir.
 		errs.fail(field, string(gwv1.RouteReasonUnsupportedValue), err.Error())
 	}
 	out.Path = *value
+	return out
+}
+
+// corsOriginRE is the syntax of a CORS origin other than "*", as the Gateway API's
+// CORSOrigin: scheme://host[:port], the host optionally "*" or starting with "*.". The
+// port's range is checked apart.
+var corsOriginRE = regexp.MustCompile(`^https?://(\*|(\*\.)?([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+)(:([0-9]{1,5}))?$`)
+
+// corsMethods are the values of allowMethods besides "*".
+var corsMethods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+
+// defaultCORSMaxAge is the Access-Control-Max-Age when maxAge is not set (the CRD's
+// default, which a file configuration does not get).
+const defaultCORSMaxAge = 5
+
+// cors validates a CORS filter. A "*" must stand alone in allowOrigins, allowMethods and
+// allowHeaders, as the CRD's rules say: mixed with other values it would be unclear
+// whether the others mean anything.
+func cors(f *gwv1.HTTPCORSFilter, field string, errs *ruleErrors) *ir.CORS {
+	out := &ir.CORS{MaxAge: f.MaxAge, AllowCredentials: f.AllowCredentials != nil && *f.AllowCredentials}
+	bad := func(at, msg string) { errs.fail(at, string(gwv1.RouteReasonUnsupportedValue), msg) }
+	alone := func(name string, n int, hasStar bool) {
+		if hasStar && n > 1 {
+			bad(field+"."+name, `"*" cannot be combined with other values`)
+		}
+	}
+	star := false
+	for i, o := range f.AllowOrigins {
+		s := string(o)
+		star = star || s == "*"
+		if s != "*" {
+			m := corsOriginRE.FindStringSubmatch(s)
+			if m == nil {
+				bad(fmt.Sprintf("%s.allowOrigins[%d]", field, i),
+					fmt.Sprintf(`%q is not a valid origin, expected "*" or scheme://host[:port] with scheme http or https and host optionally starting with "*."`, s))
+				continue
+			}
+			if p := m[5]; p != "" {
+				if n, _ := strconv.Atoi(p); n < 1 || n > 65535 {
+					bad(fmt.Sprintf("%s.allowOrigins[%d]", field, i), fmt.Sprintf("port %s is out of range 1-65535", p))
+					continue
+				}
+			}
+		}
+		out.AllowOrigins = append(out.AllowOrigins, s)
+	}
+	alone("allowOrigins", len(f.AllowOrigins), star)
+	star = false
+	for i, m := range f.AllowMethods {
+		s := string(m)
+		star = star || s == "*"
+		if s != "*" && !slices.Contains(corsMethods, s) {
+			bad(fmt.Sprintf("%s.allowMethods[%d]", field, i),
+				fmt.Sprintf(`%q is not supported, expected "*" or one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE or PATCH (upper case)`, s))
+			continue
+		}
+		out.AllowMethods = append(out.AllowMethods, s)
+	}
+	alone("allowMethods", len(f.AllowMethods), star)
+	headers := func(name string, hs []gwv1.HTTPHeaderName) ([]string, bool) {
+		var out []string
+		star := false
+		for i, h := range hs {
+			s := string(h)
+			star = star || s == "*"
+			if !tokenRE.MatchString(s) {
+				bad(fmt.Sprintf("%s.%s[%d]", field, name, i), fmt.Sprintf("%q is not a valid HTTP header name", s))
+				continue
+			}
+			out = append(out, s)
+		}
+		return out, star
+	}
+	out.AllowHeaders, star = headers("allowHeaders", f.AllowHeaders)
+	alone("allowHeaders", len(f.AllowHeaders), star)
+	out.ExposeHeaders, _ = headers("exposeHeaders", f.ExposeHeaders)
+	switch {
+	case f.MaxAge == 0:
+		out.MaxAge = defaultCORSMaxAge
+	case f.MaxAge < 0:
+		bad(field+".maxAge", fmt.Sprintf("%d is not valid, expected a number of seconds of at least 1", f.MaxAge))
+	}
 	return out
 }

@@ -113,6 +113,14 @@ func (t *translator) validateGateway(gs *gatewayState) {
 		msg := t.problem(KindGateway, g.Namespace, g.Name, "spec.tls", "not supported")
 		gs.invalid = &condState{reason: string(gwv1.ListenerReasonUnsupportedValue), msg: msg}
 	}
+	if inf := g.Spec.Infrastructure; inf != nil && inf.ParametersRef != nil {
+		// No kind of Gateway parameters exists for Sluice: whatever the reference names,
+		// serving the Gateway would ignore settings its owner asked for.
+		ref := inf.ParametersRef
+		msg := t.problem(KindGateway, g.Namespace, g.Name, "spec.infrastructure.parametersRef",
+			fmt.Sprintf("%s %s is not supported: Sluice takes no Gateway parameters", groupKind(string(ref.Group), string(ref.Kind)), ref.Name))
+		gs.invalidate(string(gwv1.GatewayReasonInvalidParameters), msg)
+	}
 	t.validateAddresses(gs)
 	names := map[gwv1.SectionName]bool{}
 	for i := range g.Spec.Listeners {

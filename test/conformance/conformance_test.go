@@ -216,6 +216,11 @@ func TestConformance(t *testing.T) {
 	})
 
 	opts := suiteOptions(t, c, cs, cfg, className, artifacts, gwc.Status.SupportedFeatures)
+	// For GatewayStaticAddresses: the last pool address is free for a Gateway to ask for
+	// (addresses are handed out lowest first); a documentation address is never Sluice's.
+	ipType := gwv1.IPAddressType
+	opts.UsableNetworkAddresses = []gwv1.GatewaySpecAddress{{Type: &ipType, Value: pool[len(pool)-1]}}
+	opts.UnusableNetworkAddresses = []gwv1.GatewaySpecAddress{{Type: &ipType, Value: "192.0.2.1"}}
 	conformance.RunConformanceWithOptions(t, opts)
 }
 
