@@ -143,6 +143,11 @@ func compileRoute(r *ir.Route, balancerFor func(*ir.Backend) *balancer, filterFo
 	}
 	rt.reqHeaders = compileHeaderOps(r.RequestHeaders)
 	rt.respHeaders = compileHeaderOps(r.ResponseHeaders)
+	cors, err := compileCORS(r.CORS)
+	if err != nil {
+		return nil, err
+	}
+	rt.cors = cors
 	for _, b := range r.Backends {
 		if b.Weight <= 0 {
 			continue

@@ -137,3 +137,62 @@ func TestHTTPSWithSNI(t *testing.T) {
 		}
 	}
 }
+
+// TestMisdirectedRequest checks that on an HTTPS port a request whose Host belongs to
+// another listener than the one its TLS server name chose is answered 421, whatever the
+// protocol, while hosts of the chosen listener are routed (or 404).
+func TestMisdirectedRequest(t *testing.T) {
+	t.Parallel()
+	b := backendOf(t, "echo", echoBackend(t, "echo"))
+	cert, key := selfSigned(t, "example.org")
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(cert)
+	var listeners []*ir.Listener
+	// Most specific first, as the translator sorts them.
+	for _, host := range []string{"second.example.org", "fourth.wild.example", "*.wild.example", ""} {
+		l := listener("l-"+host, host, vhostOf(host, tagged("route-"+host, prefix("/"), b)))
+		if host == "" {
+			l.VirtualHosts = []*ir.VirtualHost{vhostOf("example.org", tagged("route-any", prefix("/"), b))}
+		}
+		l.Certificates = []ir.Certificate{{Name: "default/cert", CertPEM: cert, KeyPEM: key}}
+		listeners = append(listeners, l)
+	}
+	g := startGateway(t, Options{}, &ir.Config{Ports: []*ir.Port{{Protocol: ir.ProtocolHTTPS, Listeners: listeners}}})
+	base := "https://127.0.0.1:" + strconv.Itoa(int(g.Port))
+	for _, tc := range []struct {
+		sni, host string
+		want      int
+	}{
+		{"example.org", "example.org", 200},
+		{"example.org", "second.example.org", 421},
+		{"example.org", "unknown.example.org", 404},
+		{"second.example.org", "second.example.org", 200},
+		{"second.example.org", "example.org", 421},
+		{"third.wild.example", "fifth.wild.example", 200},
+		{"third.wild.example", "fourth.wild.example", 421},
+		{"fourth.wild.example", "fifth.wild.example", 421},
+		{"unknown.example.org", "example.org", 200},
+		{"", "second.example.org", 200}, // no server name: nothing to contradict
+	} {
+		for _, proto := range []string{"h2", "http/1.1"} {
+			t.Run(tc.sni+"/"+tc.host+"/"+proto, func(t *testing.T) {
+				t.Parallel()
+				tr := &http.Transport{
+					// The certificate is for example.org; the server name varies.
+					TLSClientConfig: &tls.Config{ServerName: tc.sni, RootCAs: roots, InsecureSkipVerify: true, NextProtos: []string{proto}},
+					Protocols:       new(http.Protocols),
+				}
+				if proto == "h2" {
+					tr.Protocols.SetHTTP2(true)
+				} else {
+					tr.Protocols.SetHTTP1(true)
+				}
+				t.Cleanup(tr.CloseIdleConnections)
+				resp, body := get(t, &http.Client{Transport: tr, Timeout: wait}, base, tc.host, "/")
+				if resp.StatusCode != tc.want {
+					t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, body)
+				}
+			})
+		}
+	}
+}

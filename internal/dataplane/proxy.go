@@ -43,6 +43,9 @@ type exchange struct {
 	status  int
 	written int64
 	details string
+	// origin is the request's Origin as the route's CORS filter saw it, before the
+	// route's header filters: the responses get the CORS headers for it.
+	origin string
 	// responders are the filters whose Request completed: they see the response, last first.
 	responders    []filter.Instance
 	instances     []filter.Instance
@@ -125,6 +128,17 @@ func (h *portHandler) ServeHTTP(rw http.ResponseWriter, in *http.Request) {
 	if lt == nil {
 		err = h.gw.localReply(ex, filter.Reply(http.StatusNotFound, "no_listener", "no listener matches this host\n"))
 		return
+	}
+	if in.TLS != nil && in.TLS.ServerName != "" && len(pt.listeners) > 1 {
+		// The TLS handshake chose a listener (and its certificate) by server name; a
+		// request for a host of another listener, as HTTP/2 connection reuse may send,
+		// must go over a connection made for it (RFC 9110 §15.5.20).
+		var sb hostBuf
+		if pt.selectListener(sb.normalize(in.TLS.ServerName)) != lt {
+			err = h.gw.localReply(ex, filter.Reply(http.StatusMisdirectedRequest, "misdirected_request",
+				"this connection's TLS server name belongs to another listener than the request's host\n"))
+			return
+		}
 	}
 	if lt.pre != nil && !ex.runRequestFilter(lt.pre) {
 		err = h.gw.respondLocal(ex)
@@ -228,6 +242,14 @@ func newOutRequest(ex *exchange, in *http.Request) *http.Request {
 // serveRoute applies the route's own behaviour and proxies the request upstream.
 func (g *Gateway) serveRoute(ex *exchange, rt *route) error {
 	out := ex.Request
+	if c := rt.cors; c != nil {
+		// First, as Envoy's CORS filter: a preflight is answered before the route
+		// redirects or changes the request, and it never reaches the backend.
+		ex.origin = firstValue(out.Header, hdrOrigin)
+		if isPreflight(out.Method, out.Header) {
+			return g.localReply(ex, c.preflight(ex.origin, out.Header))
+		}
+	}
 	if rd := rt.ir.Redirect; rd != nil {
 		return g.localReply(ex, redirectReply(ex, rt))
 	}
@@ -294,6 +316,7 @@ func (g *Gateway) serveRoute(ex *exchange, rt *route) error {
 	removeHopByHop(resp.Header, false)
 	rt.respHeaders.apply(resp.Header)
 	w.respHeaders.apply(resp.Header)
+	rt.cors.respond(ex.origin, resp.Header)
 	return g.respond(ex, resp)
 }
 
@@ -475,6 +498,11 @@ func (g *Gateway) localReply(ex *exchange, r *filter.LocalReply) error {
 	}
 	if resp.Header == nil {
 		resp.Header = make(http.Header)
+	}
+	if ex.route != nil {
+		// A route's local replies (redirects, preflights, errors) carry its CORS headers
+		// too, as Envoy's: a browser can then follow the redirect or read the error.
+		ex.route.cors.respond(ex.origin, resp.Header)
 	}
 	if len(ex.responders) > 0 {
 		responders := ex.responders

@@ -47,6 +47,7 @@ type route struct {
 
 	reqHeaders  *headerOps
 	respHeaders *headerOps
+	cors        *corsFilter
 
 	backends    []weighted
 	totalWeight int
