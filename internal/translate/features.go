@@ -11,9 +11,39 @@ import (
 // (docs/conformance.md): the GatewayClass status lists them, and the conformance suite
 // runs the tests of exactly these. A feature is added here only with its tests passing.
 var supportedFeatures = []features.FeatureName{
+	// The GATEWAY-HTTP profile's core.
 	features.SupportGateway,
 	features.SupportHTTPRoute,
 	features.SupportReferenceGrant,
+
+	// Gateway, extended. Static and empty addresses need `sluice kube --address-pool`.
+	features.SupportGatewayAddressEmpty,
+	features.SupportGatewayHTTPListenerIsolation,
+	features.SupportGatewayHTTPSListenerDetectMisdirectedRequests,
+	features.SupportGatewayPort8080,
+	features.SupportGatewayStaticAddresses,
+
+	// HTTPRoute, extended.
+	features.SupportHTTPRoute303RedirectStatusCode,
+	features.SupportHTTPRoute307RedirectStatusCode,
+	features.SupportHTTPRoute308RedirectStatusCode,
+	features.SupportHTTPRouteBackendProtocolH2C,
+	features.SupportHTTPRouteBackendProtocolWebSocket,
+	features.SupportHTTPRouteBackendRequestHeaderModification,
+	features.SupportHTTPRouteBackendTimeout,
+	features.SupportHTTPRouteCORS,
+	features.SupportHTTPRouteDestinationPortMatching,
+	features.SupportHTTPRouteHostRewrite,
+	features.SupportHTTPRouteMethodMatching,
+	features.SupportHTTPRouteNamedRouteRule,
+	features.SupportHTTPRouteParentRefPort,
+	features.SupportHTTPRoutePathRedirect,
+	features.SupportHTTPRoutePathRewrite,
+	features.SupportHTTPRoutePortRedirect,
+	features.SupportHTTPRouteQueryParamMatching,
+	features.SupportHTTPRouteRequestTimeout,
+	features.SupportHTTPRouteResponseHeaderModification,
+	features.SupportHTTPRouteSchemeRedirect,
 }
 
 // SupportedFeatures returns the features for GatewayClass status.supportedFeatures,

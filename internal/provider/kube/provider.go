@@ -140,6 +140,10 @@ func (p *Provider) Run(ctx context.Context, update func(*translate.Resources, er
 		if ctx.Err() != nil {
 			return nil
 		}
+		if res != nil {
+			log.Debug("translating a snapshot of the cache", "gateways", len(res.Gateways), "httpRoutes", len(res.HTTPRoutes),
+				"referenceGrants", len(res.ReferenceGrants), "services", len(res.Services))
+		}
 		update(res, err)
 	wait:
 		for {
@@ -259,8 +263,13 @@ func (p *Provider) handler(k watchedKind) toolscache.ResourceEventHandler {
 		}
 	}
 	return toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { signal() },
-		DeleteFunc: func(any) { signal() },
+		AddFunc: func(any) { signal() },
+		DeleteFunc: func(o any) {
+			if obj, ok := o.(client.Object); ok {
+				p.opts.Logger.Debug("deleted", "kind", k.name, "object", obj.GetNamespace()+"/"+obj.GetName())
+			}
+			signal()
+		},
 		UpdateFunc: func(oldObj, newObj any) {
 			if k.hasStatus && statusOnly(oldObj, newObj) {
 				if p.opts.OnStatusChange != nil {

@@ -304,6 +304,7 @@ func (w *StatusWriter) update(ctx context.Context, kind string, key types.Namesp
 		if err := w.c.Status().Update(ctx, obj); err != nil {
 			return err
 		}
+		w.log.Debug("status updated", "kind", kind, "object", key.String(), "resourceVersion", obj.GetResourceVersion())
 		wrote = true
 		return nil
 	})
