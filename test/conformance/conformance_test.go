@@ -184,7 +184,7 @@ func TestConformance(t *testing.T) {
 	admin := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	args := []string{"kube", "--kubeconfig", kubeconfig,
 		"--bind-address", gwAddr, "--gateway-address", gwAddr, "--address-pool", strings.Join(pool, ","), "--admin-addr", admin,
-		"--leader-elect=false", "--log-level", envOr("SLUICE_CONFORMANCE_LOG_LEVEL", "info"),
+		"--leader-elect=false", "--log-level", envOr("SLUICE_CONFORMANCE_LOG_LEVEL", "debug"),
 		"--access-log=" + strconv.FormatBool(os.Getenv("SLUICE_CONFORMANCE_ACCESS_LOG") == "1"), "--drain-timeout", "1s"}
 	args = append(args, strings.Fields(os.Getenv("SLUICE_CONFORMANCE_SLUICE_ARGS"))...)
 	sluice := startProcess(t, artifacts, "sluice", append([]string{sluiceBin}, args...)...)
