@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -83,14 +84,24 @@ func (t *translator) resolveService(ns, name string, port *gwv1.PortNumber) (*ir
 	if sp.AppProtocol != nil {
 		appProtocol = *sp.AppProtocol
 	}
-	switch appProtocol {
-	case "", "http", "kubernetes.io/ws":
+	// IANA service names ("http", "https") are case-insensitive; the kubernetes.io/
+	// prefixed names are not.
+	wantTLS := false
+	switch {
+	case appProtocol == "" || strings.EqualFold(appProtocol, "http") || appProtocol == "kubernetes.io/ws":
 		b.Protocol = ir.UpstreamHTTP1
-	case string(v1alpha1.AppProtocolH2C), string(v1alpha1.AppProtocolGRPC):
+	case appProtocol == string(v1alpha1.AppProtocolH2C) || strings.EqualFold(appProtocol, string(v1alpha1.AppProtocolGRPC)):
 		b.Protocol = ir.UpstreamH2C
+	case strings.EqualFold(appProtocol, "https") || appProtocol == "kubernetes.io/wss":
+		// TLS, verified as a BackendTLSPolicy says; there must be one.
+		b.Protocol, wantTLS = ir.UpstreamHTTP1, true
 	default:
 		return nil, &refError{string(gwv1.RouteReasonUnsupportedProtocol),
-			fmt.Sprintf("service %s/%s port %d has appProtocol %q, expected http, kubernetes.io/h2c or grpc", ns, name, *port, appProtocol)}
+			fmt.Sprintf("service %s/%s port %d has appProtocol %q, expected http, https, kubernetes.io/h2c, kubernetes.io/ws, kubernetes.io/wss or grpc", ns, name, *port, appProtocol)}
+	}
+	if wantTLS && t.backendTLSFor(ns, name, sp) == nil {
+		return nil, &refError{string(gwv1.RouteReasonUnsupportedProtocol),
+			fmt.Sprintf("service %s/%s port %d has appProtocol %q (TLS) but no BackendTLSPolicy targets it to say how to verify the backend", ns, name, *port, appProtocol)}
 	}
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
 		b.Endpoints = append(b.Endpoints, ir.Endpoint{Host: svc.Spec.ExternalName, Port: *port})

@@ -180,11 +180,7 @@ func (t *translator) caBundle(ns, group, kind, name string) ([]byte, string, str
 // usable CA leaves b without endpoints, so requests to it fail with 5xx instead of going
 // out unverified or in plain text.
 func (t *translator) applyBackendTLS(b *ir.Backend, ns, name string, sp *corev1.ServicePort) {
-	svc := types.NamespacedName{Namespace: ns, Name: name}
-	bs := t.btls[btlsTarget{svc: svc, section: sp.Name}]
-	if bs == nil {
-		bs = t.btls[btlsTarget{svc: svc}]
-	}
+	bs := t.backendTLSFor(ns, name, sp)
 	if bs == nil {
 		return
 	}
@@ -194,6 +190,16 @@ func (t *translator) applyBackendTLS(b *ir.Backend, ns, name string, sp *corev1.
 	if bs.noCA {
 		b.Endpoints = b.Endpoints[:0]
 	}
+}
+
+// backendTLSFor returns the BackendTLSPolicy that applies to port sp of Service ns/name:
+// the one naming the port's section, else the one for the whole Service, else nil.
+func (t *translator) backendTLSFor(ns, name string, sp *corev1.ServicePort) *btlsState {
+	svc := types.NamespacedName{Namespace: ns, Name: name}
+	if bs := t.btls[btlsTarget{svc: svc, section: sp.Name}]; bs != nil {
+		return bs
+	}
+	return t.btls[btlsTarget{svc: svc}]
 }
 
 // writeBackendTLSStatuses reports every BackendTLSPolicy against the served Gateways

@@ -16,6 +16,10 @@ var supportedFeatures = []features.FeatureName{
 	features.SupportHTTPRoute,
 	features.SupportReferenceGrant,
 
+	// BackendTLSPolicy (GATEWAY-HTTP extended).
+	features.SupportBackendTLSPolicy,
+	features.SupportBackendTLSPolicySANValidation,
+
 	// Gateway, extended. Static and empty addresses need `sluice kube --address-pool`.
 	features.SupportGatewayAddressEmpty,
 	features.SupportGatewayHTTPListenerIsolation,
