@@ -45,6 +45,9 @@ func (g *Gateway) finish(ex *exchange, err error) {
 	if ex.details != "" {
 		attrs = append(attrs, slog.String("details", ex.details))
 	}
+	if ex.retries > 0 {
+		attrs = append(attrs, slog.Int("retries", ex.retries))
+	}
 	if meta := ex.Metadata(); len(meta) > 0 {
 		md := make(map[string]any, len(meta))
 		for ns, s := range meta {

@@ -67,13 +67,20 @@ func Compile(cfg *ir.Config, ups *Upstreams, build FilterBuilder) (*Snapshot, er
 	}
 	for _, p := range cfg.Ports {
 		pt := &portTable{port: p}
+		clients := make(map[*ir.Listener]*clientAuth)
 		for _, l := range p.Listeners {
+			client, err := compileClientAuth(l.ClientValidation)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("listener %s client validation: %w", l.Name, err))
+			}
+			clients[l] = client
 			lt := &listenerTable{
 				l:        l,
 				hostname: strings.ToLower(l.Hostname),
 				exact:    make(map[string]*vhost),
 				wild:     make(map[string]*vhost),
 				pre:      filterFor(l.PreRouting),
+				client:   client,
 			}
 			for _, v := range l.VirtualHosts {
 				vh := &vhost{hostname: strings.ToLower(v.Hostname)}
@@ -98,7 +105,7 @@ func Compile(cfg *ir.Config, ups *Upstreams, build FilterBuilder) (*Snapshot, er
 		}
 		s.ports[p.Key()] = pt
 		if p.Protocol == ir.ProtocolHTTPS {
-			ct, err := compileCerts(p)
+			ct, err := compileCerts(p, clients)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("port %s: %w", p.Key(), err))
 			}
@@ -212,45 +219,53 @@ func (o *headerOps) apply(h http.Header) {
 	}
 }
 
-// certTable picks an HTTPS port's certificate by SNI.
+// certTable picks an HTTPS port's certificate by SNI, with the client validation of the
+// listener it belongs to: the handshake asks for what that listener asks.
 type certTable struct {
-	exact map[string]*tls.Certificate
-	wild  map[string]*tls.Certificate // by suffix after "*"
-	def   *tls.Certificate
+	exact map[string]*tlsEntry
+	wild  map[string]*tlsEntry // by suffix after "*"
+	def   *tlsEntry
 }
 
-func compileCerts(p *ir.Port) (*certTable, error) {
-	ct := &certTable{exact: make(map[string]*tls.Certificate), wild: make(map[string]*tls.Certificate)}
+// tlsEntry is the server side of a handshake for one listener.
+type tlsEntry struct {
+	cert   *tls.Certificate
+	client *clientAuth // nil: no client certificate asked
+}
+
+func compileCerts(p *ir.Port, clients map[*ir.Listener]*clientAuth) (*certTable, error) {
+	ct := &certTable{exact: make(map[string]*tlsEntry), wild: make(map[string]*tlsEntry)}
 	for _, l := range p.Listeners {
 		for _, c := range l.Certificates {
 			cert, err := tls.X509KeyPair(c.CertPEM, c.KeyPEM)
 			if err != nil {
 				return nil, fmt.Errorf("listener %s certificate %s: %w", l.Name, c.Name, err)
 			}
+			e := &tlsEntry{cert: &cert, client: clients[l]}
 			host := strings.ToLower(l.Hostname)
 			switch {
 			case host == "":
 				if ct.def == nil {
-					ct.def = &cert
+					ct.def = e
 				}
 			case strings.HasPrefix(host, "*."):
 				if _, ok := ct.wild[host[1:]]; !ok {
-					ct.wild[host[1:]] = &cert
+					ct.wild[host[1:]] = e
 				}
 			default:
 				if _, ok := ct.exact[host]; !ok {
-					ct.exact[host] = &cert
+					ct.exact[host] = e
 				}
 			}
 			if ct.def == nil {
-				ct.def = &cert
+				ct.def = e
 			}
 		}
 	}
 	return ct, nil
 }
 
-func (ct *certTable) get(sni string) *tls.Certificate {
+func (ct *certTable) get(sni string) *tlsEntry {
 	sni = normalizeHost(sni)
 	if c, ok := ct.exact[sni]; ok {
 		return c

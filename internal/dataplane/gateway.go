@@ -231,15 +231,20 @@ func (g *Gateway) listen(port ir.PortKey, proto ir.Protocol) (*server, error) {
 			// (see tlsGuardListener) and Serve only sets up HTTP/2 when "h2" is listed.
 			NextProtos: []string{"h2", "http/1.1"},
 			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-				if s := g.snap.Load(); s != nil {
-					if ct := s.certs[port]; ct != nil {
-						if c := ct.get(hello.ServerName); c != nil {
-							return c, nil
-						}
-					}
+				if e := g.tlsEntry(port, hello.ServerName); e != nil {
+					return e.cert, nil
 				}
 				return nil, fmt.Errorf("no certificate for %q on port %s", hello.ServerName, port)
 			},
+		}
+		base := srv.TLSConfig
+		// The listener chosen by SNI, like its certificate, says whether to ask for a
+		// client certificate; nil keeps base (no client certificate).
+		base.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			if e := g.tlsEntry(port, hello.ServerName); e != nil && e.client != nil {
+				return e.client.serverConfig(base), nil
+			}
+			return nil, nil
 		}
 		ln = newTLSGuardListener(ln, srv.TLSConfig.Clone(), lim.ReadHeaderTimeout, g.log)
 	} else if g.opts.HTTP1Server == HTTP1Lean {
@@ -264,6 +269,17 @@ func (g *Gateway) listen(port ir.PortKey, proto ir.Protocol) (*server, error) {
 		ln = guardListener{ln}
 	}
 	return &server{port: port, protocol: proto, srv: srv, ln: ln, done: make(chan struct{})}, nil
+}
+
+// tlsEntry returns the certificate and client validation for server name sni on port,
+// from the current snapshot; nil when none serves it.
+func (g *Gateway) tlsEntry(port ir.PortKey, sni string) *tlsEntry {
+	if s := g.snap.Load(); s != nil {
+		if ct := s.certs[port]; ct != nil {
+			return ct.get(sni)
+		}
+	}
+	return nil
 }
 
 func (s *server) serve(g *Gateway) {

@@ -12,6 +12,7 @@ type Metrics struct {
 	requests       *prometheus.CounterVec
 	duration       *prometheus.HistogramVec
 	upstreamErrors *prometheus.CounterVec
+	retries        *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -30,8 +31,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sluice_upstream_errors_total",
 			Help: "Upstream failures, by route, backend and kind (connect, reset, timeout, reset_after_headers).",
 		}, []string{"route", "backend", "kind"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_upstream_retries_total",
+			Help: "Upstream tries sent again by a route's retry policy, by route and the backend of the try retried.",
+		}, []string{"route", "backend"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.upstreamErrors)
+	reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.retries)
 	return m
 }
 
@@ -113,4 +118,12 @@ func (m *Metrics) upstreamError(ex *exchange, kind string) {
 		return
 	}
 	m.upstreamErrors.WithLabelValues(ex.Route, ex.Backend, kind).Inc()
+}
+
+// retried counts a try of the exchange's route and backend about to be sent again.
+func (m *Metrics) retried(ex *exchange) {
+	if m == nil {
+		return
+	}
+	m.retries.WithLabelValues(ex.Route, ex.Backend).Inc()
 }

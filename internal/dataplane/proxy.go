@@ -55,6 +55,8 @@ type exchange struct {
 	aborted error
 	// metrics caches the metric children of the route and backend chosen.
 	metrics *metricsSlot
+	// retries is the number of tries sent again by the route's retry policy.
+	retries int
 }
 
 func (h *portHandler) ServeHTTP(rw http.ResponseWriter, in *http.Request) {
@@ -139,6 +141,13 @@ func (h *portHandler) ServeHTTP(rw http.ResponseWriter, in *http.Request) {
 				"this connection's TLS server name belongs to another listener than the request's host\n"))
 			return
 		}
+	}
+	if !lt.client.allows(in.TLS) {
+		// The handshake did not verify a client certificate as this listener requires
+		// (see clientAuth): a new connection for this host will.
+		err = h.gw.localReply(ex, filter.Reply(http.StatusMisdirectedRequest, "client_certificate_required",
+			"this connection did not present a client certificate this listener accepts\n"))
+		return
 	}
 	if lt.pre != nil && !ex.runRequestFilter(lt.pre) {
 		err = h.gw.respondLocal(ex)
@@ -277,51 +286,75 @@ func (g *Gateway) serveRoute(ex *exchange, rt *route) error {
 		}
 		out.Body = &replyBody{ReadCloser: out.Body, cancel: ex.cancel}
 	}
+	if out.Trailer == nil && len(ex.in.Trailer) > 0 {
+		out.Trailer = ex.in.Trailer
+	}
+	if rt.ir.Retry != nil {
+		return g.serveRetrying(ex, rt, out)
+	}
 	w, ok := rt.pickBackend()
 	if !ok || w.bal == nil {
-		return g.localReply(ex, filter.Reply(http.StatusInternalServerError, "backend_not_resolved", "the route's backend could not be resolved\n"))
+		return g.localReply(ex, errBackendNotResolved())
 	}
 	ex.Backend = w.bal.backend.Name
 	ex.metrics = w.metrics
 	w.reqHeaders.apply(out.Header)
 	addr := w.bal.pick()
 	if addr == "" {
-		return g.localReply(ex, filter.Reply(http.StatusServiceUnavailable, "no_healthy_upstream", "no healthy upstream\n"))
+		return g.localReply(ex, errNoHealthyUpstream())
 	}
 	out.URL.Scheme = w.bal.scheme
 	out.URL.Host = addr
-	if out.Trailer == nil && len(ex.in.Trailer) > 0 {
-		out.Trailer = ex.in.Trailer
+	resp, err := g.send(ex, w.bal, out)
+	if err != nil {
+		return g.upstreamFailed(ex, err)
 	}
+	return g.deliver(ex, rt, w.respHeaders, resp)
+}
+
+func errBackendNotResolved() *filter.LocalReply {
+	return filter.Reply(http.StatusInternalServerError, "backend_not_resolved", "the route's backend could not be resolved\n")
+}
+
+func errNoHealthyUpstream() *filter.LocalReply {
+	return filter.Reply(http.StatusServiceUnavailable, "no_healthy_upstream", "no healthy upstream\n")
+}
+
+// send makes one try of out, already addressed to an endpoint of b, in out's context.
+func (g *Gateway) send(ex *exchange, b *balancer, out *http.Request) (*http.Response, error) {
 	if g.opts.AccessLog != nil {
 		// Only the access log reports the upstream's time: no clock reads without it.
 		ex.upstreamStart = time.Now()
 	}
-	var resp *http.Response
-	var err error
-	if w.bal.h1 != nil {
+	if b.h1 != nil {
 		// The lean client takes the 1xx hook directly: no trace or context per request.
-		resp, err = w.bal.h1.Do(out, ex.got1xx)
-	} else {
-		out = out.WithContext(httptrace.WithClientTrace(ex.ctx, &httptrace.ClientTrace{Got1xxResponse: ex.got1xx}))
-		resp, err = w.bal.tr.RoundTrip(out)
+		return b.h1.Do(out, ex.got1xx)
 	}
-	if err != nil {
-		return g.upstreamFailed(ex, err)
-	}
+	out = out.WithContext(httptrace.WithClientTrace(out.Context(), &httptrace.ClientTrace{Got1xxResponse: ex.got1xx}))
+	return b.tr.RoundTrip(out)
+}
+
+// deliver sends the upstream's response to the client, after the route's and the
+// backendRef's (backendHeaders) response filters.
+func (g *Gateway) deliver(ex *exchange, rt *route, backendHeaders *headerOps, resp *http.Response) error {
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return g.handleUpgrade(ex, resp)
 	}
 	removeHopByHop(resp.Header, false)
 	rt.respHeaders.apply(resp.Header)
-	w.respHeaders.apply(resp.Header)
+	backendHeaders.apply(resp.Header)
 	rt.cors.respond(ex.origin, resp.Header)
 	return g.respond(ex, resp)
 }
 
+// timeout is the deadline of the whole exchange: the shorter of the route's timeouts, or,
+// with retries, the request timeout alone (each try then has its own backend timeout).
 func (rt *route) timeout() time.Duration {
 	d, b := rt.ir.RequestTimeout, rt.ir.BackendTimeout
+	if rt.ir.Retry != nil {
+		return d
+	}
 	if d == 0 || (b > 0 && b < d) {
 		d = b
 	}

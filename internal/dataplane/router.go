@@ -27,6 +27,8 @@ type listenerTable struct {
 	wild map[string]*vhost
 	any  *vhost
 	pre  filter.Factory
+	// client is the listener's client certificate validation; nil asks for none.
+	client *clientAuth
 }
 
 type vhost struct {

@@ -63,6 +63,9 @@ type Listener struct {
 	Hostname string `json:"hostname,omitempty"`
 	// Certificates are the TLS certificates of an HTTPS listener.
 	Certificates []Certificate `json:"certificates,omitempty"`
+	// ClientValidation, when set, makes an HTTPS listener ask clients for a certificate
+	// and verify it (the Gateway's spec.tls.frontend for the listener's port).
+	ClientValidation *ClientValidation `json:"clientValidation,omitempty"`
 	// VirtualHosts are sorted most specific first: exact names, wildcards by length, then "".
 	VirtualHosts []*VirtualHost `json:"virtualHosts"`
 	// PreRouting is the processor that runs before a route is chosen, if any.
@@ -74,6 +77,18 @@ type Certificate struct {
 	Name    string `json:"name"` // namespace/secret
 	CertPEM []byte `json:"-"`
 	KeyPEM  []byte `json:"-"`
+}
+
+// ClientValidation is how an HTTPS listener checks client certificates.
+type ClientValidation struct {
+	// CACertificates name the CA bundles trusted ("namespace/name"), for display.
+	CACertificates []string `json:"caCertificates"`
+	// CAPEM is the PEM bundle of the CA certificates a client certificate must chain to.
+	CAPEM []byte `json:"-"`
+	// InsecureFallback (AllowInsecureFallback) still asks for a certificate but lets in
+	// clients that send none or one that does not verify: authorization is then left to
+	// the backends.
+	InsecureFallback bool `json:"insecureFallback,omitempty"`
 }
 
 // VirtualHost groups the routes of one hostname on a listener.
@@ -108,8 +123,35 @@ type Route struct {
 	RequestTimeout time.Duration `json:"requestTimeout,omitempty"`
 	BackendTimeout time.Duration `json:"backendTimeout,omitempty"`
 
+	// Retry, when set, sends a failed request again; nil tries once.
+	Retry *Retry `json:"retry,omitempty"`
+
 	// ExtProc is the PostRouting processor of this route, after precedence, if any.
 	ExtProc *ExtProc `json:"extProc,omitempty"`
+}
+
+// Retry is a rule's retry policy. A try fails when the connection to the backend fails
+// before a response (refused, reset, closed, or BackendTimeout reached): such tries are
+// always retried, as the Gateway API asks; a response is retried only when its status is
+// one of Codes. Each retry picks a backend again, by weight. RequestTimeout bounds all the
+// tries and the waits between them; BackendTimeout bounds each try. The client gets the
+// last try's response, or the error of its failure.
+//
+// A request body is replayed from memory: a body is retried only when its length is
+// announced and at most 64 KiB, read whole before the first try; any other request with a
+// body is sent once.
+type Retry struct {
+	// Codes are the response statuses (400-599) retried, sorted; empty retries only
+	// connection failures and timeouts.
+	Codes []int `json:"codes,omitempty"`
+	// Attempts is the number of retries after the first try: 1+Attempts tries at most.
+	// The translator defaults it to 1, as Envoy.
+	Attempts int `json:"attempts"`
+	// Backoff is the least wait before the first retry; each later retry waits twice as
+	// long as the previous one, up to 10 times Backoff, as Envoy does, plus a random
+	// jitter of up to half that, so that clients failed together do not retry together.
+	// The translator defaults it to Envoy's 25ms.
+	Backoff time.Duration `json:"backoff"`
 }
 
 // PathMatchType is how a path is matched.
@@ -270,8 +312,11 @@ type BackendTLS struct {
 	SubjectAltDNSNames []string `json:"subjectAltDNSNames,omitempty"`
 	SubjectAltURIs     []string `json:"subjectAltURIs,omitempty"`
 	CAPEM              []byte   `json:"-"`
-	ClientCertPEM      []byte   `json:"-"`
-	ClientKeyPEM       []byte   `json:"-"`
+	// ClientCertificate names the Secret ("namespace/name") of ClientCertPEM and
+	// ClientKeyPEM, the certificate presented to the backend, for display.
+	ClientCertificate string `json:"clientCertificate,omitempty"`
+	ClientCertPEM     []byte `json:"-"`
+	ClientKeyPEM      []byte `json:"-"`
 }
 
 // ExtProc is an external processor attached to a listener or route: the policy's

@@ -46,7 +46,9 @@ func gatewayOutcome(st *gwv1.GatewayStatus) string {
 	}
 	var conds []string
 	for _, c := range st.Conditions {
-		conds = append(conds, fmt.Sprintf("%s=%s", c.Type, c.Reason))
+		if c.Type == string(gwv1.GatewayConditionAccepted) || c.Type == string(gwv1.GatewayConditionProgrammed) {
+			conds = append(conds, fmt.Sprintf("%s=%s", c.Type, c.Reason))
+		}
 	}
 	return fmt.Sprintf("[%s] %s", strings.Join(addrs, " "), strings.Join(conds, " "))
 }

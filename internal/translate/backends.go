@@ -286,6 +286,7 @@ func (t *translator) backendTLS(obj *v1alpha1.Backend, bad func(field, msg strin
 		case len(s.Data[corev1.TLSCertKey]) == 0 || len(s.Data[corev1.TLSPrivateKeyKey]) == 0:
 			bad(field, fmt.Sprintf("secret %s/%s has no tls.crt and tls.key", obj.Namespace, ref.Name))
 		default:
+			out.ClientCertificate = nn(obj.Namespace, ref.Name)
 			out.ClientCertPEM = s.Data[corev1.TLSCertKey]
 			out.ClientKeyPEM = s.Data[corev1.TLSPrivateKeyKey]
 		}

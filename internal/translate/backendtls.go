@@ -187,6 +187,7 @@ func (t *translator) applyBackendTLS(b *ir.Backend, ns, name string, sp *corev1.
 	tlsCopy := *bs.tls
 	b.Protocol = ir.UpstreamHTTPS
 	b.TLS = &tlsCopy
+	t.policyTLS[b] = true
 	if bs.noCA {
 		b.Endpoints = b.Endpoints[:0]
 	}

@@ -56,13 +56,14 @@ func (t *translator) buildConfig() {
 // buildListener makes the IR of one ready listener.
 func (t *translator) buildListener(l *listenerState) *ir.Listener {
 	out := &ir.Listener{
-		Name:         l.name,
-		Gateway:      l.gw.key.String(),
-		SectionName:  string(l.spec.Name),
-		Hostname:     l.hostname,
-		Certificates: l.certs,
-		PreRouting:   t.preRouting(l),
-		VirtualHosts: []*ir.VirtualHost{},
+		Name:             l.name,
+		Gateway:          l.gw.key.String(),
+		SectionName:      string(l.spec.Name),
+		Hostname:         l.hostname,
+		Certificates:     l.certs,
+		ClientValidation: l.client,
+		PreRouting:       t.preRouting(l),
+		VirtualHosts:     []*ir.VirtualHost{},
 	}
 	hosts := map[string][]*routeEntry{}
 	for _, a := range l.attachments {
@@ -76,9 +77,11 @@ func (t *translator) buildListener(l *listenerState) *ir.Listener {
 			}
 			ext := t.postRouting(l, rs, rule)
 			for j, tmpl := range rule.routes {
+				backends := t.gatewayBackends(l.gw, tmpl.Backends)
 				for _, h := range a.hostnames {
 					r := *tmpl
 					r.ExtProc = ext
+					r.Backends = backends
 					hosts[h] = append(hosts[h], &routeEntry{
 						r:          &r,
 						created:    rs.route.CreationTimestamp,

@@ -32,7 +32,8 @@
 //     named like the Service port); ExternalName Services resolve to their name.
 //   - A TrafficPolicy's processor is spoken to over h2c unless its Backend is https. Two
 //     policies on the same target and phase: the older wins, the other is Conflicted.
+//   - Gateway spec.tls: see gatewaytls.go.
 //   - Some fields are not supported and are reported as problems: Gateway spec.addresses
-//     and spec.tls (the Gateway is not accepted), rule retry and sessionPersistence
-//     (ignored), backendRef filters (rule invalid), listener tls.options (ignored).
+//     (the Gateway is not accepted), rule retry and sessionPersistence (ignored),
+//     backendRef filters (rule invalid), listener tls.options (ignored).
 package translate

@@ -27,6 +27,18 @@ type gatewayState struct {
 	// noAddress, when set, is why the Gateway got no address from the pool: accepted,
 	// but not served.
 	noAddress *condState
+
+	// frontendDefault and frontendPorts are spec.tls.frontend resolved (see gatewaytls.go).
+	frontendDefault *frontendTLS
+	frontendPorts   map[gwv1.PortNumber]*frontendTLS
+	// insecureFrontend is the field that sets AllowInsecureFallback, if any.
+	insecureFrontend string
+	// backendCert is the client certificate for TLS backends; backendCertBad is why
+	// spec.tls.backend.clientCertificateRef did not resolve.
+	backendCert    *ir.Certificate
+	backendCertBad *condState
+	// backendCopies are the Gateway's copies of TLS backends, with its certificate.
+	backendCopies map[*ir.Backend]*ir.Backend
 }
 
 // condState is the outcome of one condition: ok, or the reason and message of a failure.
@@ -50,6 +62,7 @@ type listenerState struct {
 
 	supportedKinds []gwv1.RouteGroupKind
 	certs          []ir.Certificate
+	client         *ir.ClientValidation
 	attachedRoutes int32
 	// attachments are the routes attached, with their effective hostnames.
 	attachments []*attachment
@@ -107,12 +120,7 @@ func (t *translator) translateGateways() {
 
 func (t *translator) validateGateway(gs *gatewayState) {
 	g := gs.gw
-	if g.Spec.TLS != nil {
-		// Frontend validation asks for client certificates to be checked; serving without
-		// checking them would let in clients the configuration means to keep out.
-		msg := t.problem(KindGateway, g.Namespace, g.Name, "spec.tls", "not supported")
-		gs.invalid = &condState{reason: string(gwv1.ListenerReasonUnsupportedValue), msg: msg}
-	}
+	t.validateGatewayTLS(gs)
 	if inf := g.Spec.Infrastructure; inf != nil && inf.ParametersRef != nil {
 		// No kind of Gateway parameters exists for Sluice: whatever the reference names,
 		// serving the Gateway would ignore settings its owner asked for.
@@ -139,6 +147,7 @@ func (t *translator) validateGateway(gs *gatewayState) {
 		names[spec.Name] = true
 		t.validateListener(l)
 	}
+	t.applyFrontendTLS(gs)
 }
 
 // listenerProblem records a problem at field (relative to the listener) and returns the

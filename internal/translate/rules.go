@@ -3,6 +3,7 @@ package translate
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -110,9 +111,7 @@ func (t *translator) compileRuleBody(rs *routeState, st *ruleState, rule *gwv1.H
 	}
 	compileFilters(rule, st.field, r, errs)
 	compileTimeouts(rule, st.field, r, errs)
-	if rule.Retry != nil {
-		errs.warn(st.field+".retry", "not supported; ignored")
-	}
+	compileRetry(rule, st.field, r, errs)
 	if rule.SessionPersistence != nil {
 		errs.warn(st.field+".sessionPersistence", "not supported; ignored")
 	}
@@ -203,4 +202,46 @@ func compileTimeouts(rule *gwv1.HTTPRouteRule, field string, r *ir.Route, errs *
 		errs.fail(field+".backendRequest", string(gwv1.RouteReasonUnsupportedValue),
 			fmt.Sprintf("backendRequest %s must not exceed request %s", r.BackendTimeout, r.RequestTimeout))
 	}
+}
+
+// The retry defaults where the Gateway API leaves them to the implementation: Envoy's.
+const (
+	defaultRetryAttempts = 1
+	defaultRetryBackoff  = 25 * time.Millisecond
+)
+
+func compileRetry(rule *gwv1.HTTPRouteRule, field string, r *ir.Route, errs *ruleErrors) {
+	if rule.Retry == nil {
+		return
+	}
+	field += ".retry"
+	re := rule.Retry
+	p := &ir.Retry{Attempts: defaultRetryAttempts, Backoff: defaultRetryBackoff}
+	for j, c := range re.Codes {
+		// The API requires 500, 502, 503 and 504 and allows any other 4xx or 5xx.
+		if c < 400 || c > 599 {
+			errs.fail(fmt.Sprintf("%s.codes[%d]", field, j), string(gwv1.RouteReasonUnsupportedValue),
+				fmt.Sprintf("status code %d is out of range 400-599", c))
+			continue
+		}
+		p.Codes = append(p.Codes, int(c))
+	}
+	slices.Sort(p.Codes)
+	p.Codes = slices.Compact(p.Codes)
+	if re.Attempts != nil {
+		// The CRD asks for at least 1; 0 (possible in file mode) is taken to mean no retry.
+		if *re.Attempts < 0 {
+			errs.fail(field+".attempts", string(gwv1.RouteReasonUnsupportedValue),
+				fmt.Sprintf("attempts %d must not be negative", *re.Attempts))
+		}
+		p.Attempts = *re.Attempts
+	}
+	if d := re.Backoff; d != nil {
+		v, err := parseDuration(*d)
+		if err != nil {
+			errs.fail(field+".backoff", string(gwv1.RouteReasonUnsupportedValue), err.Error())
+		}
+		p.Backoff = v
+	}
+	r.Retry = p
 }

@@ -58,10 +58,40 @@ func (t *translator) writeGatewayStatuses() {
 			condition(string(gwv1.GatewayConditionAccepted), g.Generation, accepted, acceptedReason, acceptedMsg),
 			condition(string(gwv1.GatewayConditionProgrammed), g.Generation, programmed,
 				string(gwv1.GatewayReasonProgrammed), fmt.Sprintf("%d listener(s) served", ready)),
+			condition(string(gwv1.GatewayConditionResolvedRefs), g.Generation, gatewayUnresolved(gs),
+				string(gwv1.GatewayReasonResolvedRefs), "All references resolved"),
+		}
+		if gs.insecureFrontend != "" {
+			// Set while any frontend validation lets in clients without a valid
+			// certificate; the status writer drops it once none does.
+			st.Conditions = append(st.Conditions, metav1.Condition{
+				Type: string(gwv1.GatewayConditionInsecureFrontendValidationMode), ObservedGeneration: g.Generation,
+				Status: metav1.ConditionTrue, Reason: string(gwv1.GatewayReasonConfigurationChanged),
+				Message: gs.insecureFrontend + " is AllowInsecureFallback: clients without a valid certificate are let in",
+			})
 		}
 		st.Addresses = t.statusAddresses(gs)
 		t.result.Gateways[gs.key] = st
 	}
+}
+
+// gatewayUnresolved is why ResolvedRefs of Gateway gs is False, nil when True: its own
+// references (spec.tls.backend) first, then a summary of its listeners'.
+func gatewayUnresolved(gs *gatewayState) *condState {
+	if gs.backendCertBad != nil {
+		return gs.backendCertBad
+	}
+	var names []string
+	for _, l := range gs.listeners {
+		if l.unresolved != nil {
+			names = append(names, string(l.spec.Name))
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return &condState{reason: string(gwv1.GatewayReasonListenersNotResolved),
+		msg: "listeners with unresolved references: " + strings.Join(names, ", ")}
 }
 
 func (t *translator) listenerStatus(gs *gatewayState, l *listenerState) gwv1.ListenerStatus {

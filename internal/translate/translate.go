@@ -71,6 +71,9 @@ type translator struct {
 	// btlsStates are every BackendTLSPolicy, in input order.
 	btls       map[btlsTarget]*btlsState
 	btlsStates []*btlsState
+	// policyTLS marks the backends reached over TLS because of a BackendTLSPolicy: those
+	// that present a Gateway's spec.tls.backend client certificate.
+	policyTLS map[*ir.Backend]bool
 	// backendCache memoises the validation of Backends, so each is reported once.
 	backendCache map[types.NamespacedName]backendEntry
 
@@ -93,6 +96,7 @@ func newTranslator(r *Resources, o Options) *translator {
 		namespaces:  map[string]*corev1.Namespace{},
 		gwByName:    map[types.NamespacedName]*gatewayState{},
 		routeByName: map[types.NamespacedName]*routeState{},
+		policyTLS:   map[*ir.Backend]bool{},
 		result: &Result{
 			Config:             &ir.Config{Ports: []*ir.Port{}},
 			Gateways:           map[types.NamespacedName]*gwv1.GatewayStatus{},

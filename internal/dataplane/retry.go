@@ -1,0 +1,170 @@
+package dataplane
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/sluice-gateway/sluice/internal/filter"
+)
+
+// maxReplayBody is the largest request body kept in memory so that a retry can send it
+// again, as Envoy's default retry buffer limit.
+const maxReplayBody = 64 << 10
+
+// maxDrain is the largest body of a retried response read to its end, so that its
+// connection can serve the next try; a larger one closes its connection instead.
+const maxDrain = 4 << 10
+
+// serveRetrying sends out to the route's backends as serveRoute does, trying again as the
+// route's retry policy says (see ir.Retry). ex.ctx, when it has a deadline, is the
+// request timeout's, which bounds every try and every wait between them.
+func (g *Gateway) serveRetrying(ex *exchange, rt *route, out *http.Request) error {
+	p := rt.ir.Retry
+	retries := p.Attempts
+	var body []byte
+	if out.Body != nil && out.Body != http.NoBody {
+		if out.ContentLength < 0 || out.ContentLength > maxReplayBody {
+			// A body of unknown or large length streams through once: holding it in
+			// memory for a retry that may never come would cost every request.
+			retries = 0
+		} else {
+			// Read whole before the first try rather than kept while sent: the
+			// transports read a body in goroutines of their own, which may outlive a
+			// failed try, so two tries cannot share one reader.
+			body = make([]byte, out.ContentLength)
+			if _, err := io.ReadFull(out.Body, body); err != nil {
+				return g.bodyFailed(ex, err)
+			}
+		}
+	}
+	base := ex.ctx
+	for try := 0; ; try++ {
+		w, ok := rt.pickBackend()
+		if !ok || w.bal == nil {
+			return g.localReply(ex, errBackendNotResolved())
+		}
+		ex.Backend = w.bal.backend.Name
+		ex.metrics = w.metrics
+		addr := w.bal.pick()
+		if addr == "" {
+			return g.localReply(ex, errNoHealthyUpstream())
+		}
+		ctx, stop := tryContext(base, rt.ir.BackendTimeout)
+		req := tryRequest(ctx, out, body, &w)
+		req.URL.Scheme = w.bal.scheme
+		req.URL.Host = addr
+		resp, err := g.send(ex, w.bal, req)
+		last := try >= retries || base.Err() != nil
+		switch {
+		case err == nil && (last || !slices.Contains(p.Codes, resp.StatusCode)):
+			// The response's filters and body run under this try's timeout, as a
+			// single try's do under the route's.
+			ex.ctx = ctx
+			defer stop()
+			return g.deliver(ex, rt, w.respHeaders, resp)
+		case err != nil && (last || !retryable(err)):
+			ex.ctx = ctx // a try's timeout is a route timeout: 504
+			defer stop()
+			return g.upstreamFailed(ex, err)
+		}
+		if resp != nil {
+			discard(resp)
+		}
+		stop()
+		g.metrics.retried(ex)
+		ex.retries++
+		if !sleep(base, retryDelay(p.Backoff, try+1)) {
+			// The request timed out, or the client went away, while waiting.
+			return g.upstreamFailed(ex, context.Cause(base))
+		}
+	}
+}
+
+// bodyFailed answers a request whose body could not be read in full.
+func (g *Gateway) bodyFailed(ex *exchange, err error) error {
+	var lr *filter.LocalReply
+	switch {
+	case errors.As(err, &lr):
+		return g.localReply(ex, lr)
+	case ex.in.Context().Err() != nil:
+		ex.status, ex.details = 499, "downstream_disconnected"
+		return err
+	}
+	return g.localReply(ex, filter.Reply(http.StatusBadRequest, "downstream_body_error", "the request body could not be read\n"))
+}
+
+// tryContext bounds one try by the route's backend timeout, if any; stop releases it.
+func tryContext(base context.Context, d time.Duration) (ctx context.Context, stop func()) {
+	if d <= 0 {
+		return base, func() {}
+	}
+	ctx, cancel := context.WithCancelCause(base)
+	t := time.AfterFunc(d, func() { cancel(errRequestTimeout) })
+	return ctx, func() {
+		t.Stop()
+		cancel(nil)
+	}
+}
+
+// tryRequest is out for one try to backend w: its own URL, header and body, since the
+// transport of a failed try may still read those of its request after it returned.
+func tryRequest(ctx context.Context, out *http.Request, body []byte, w *weighted) *http.Request {
+	req := out.WithContext(ctx)
+	u := *out.URL
+	req.URL = &u
+	if w.reqHeaders != nil {
+		// out.Header stays as the route's filters left it, for the next try's backend.
+		req.Header = out.Header.Clone()
+		w.reqHeaders.apply(req.Header)
+	}
+	if body != nil {
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	return req
+}
+
+// retryable tells whether a failed try may be sent again: any failure of the connection
+// or the try's timeout, not a filter's local reply (the request's body failed).
+func retryable(err error) bool {
+	var lr *filter.LocalReply
+	return !errors.As(err, &lr)
+}
+
+// discard drops a response to be retried.
+func discard(resp *http.Response) {
+	if resp.ContentLength >= 0 && resp.ContentLength <= maxDrain {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+	}
+	resp.Body.Close()
+}
+
+// retryDelay is the wait before retry n (from 1): Envoy's exponential backoff, base
+// doubled each time up to 10 times base, plus a jitter of up to half of it. It is never
+// shorter than base, the minimum the Gateway API requires.
+func retryDelay(base time.Duration, n int) time.Duration {
+	d := 10 * base
+	if n < 5 { // 2^4 > 10
+		d = min(d, base<<(n-1))
+	}
+	return d + rand.N(d/2+1)
+}
+
+// sleep waits for d, or less if ctx ends first; it reports whether ctx is still alive.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return ctx.Err() == nil
+}

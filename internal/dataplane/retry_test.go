@@ -1,0 +1,251 @@
+package dataplane
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluice-gateway/sluice/internal/ir"
+)
+
+// flaky is a backend whose first fails requests fail as mode says, as the conformance
+// suite's echo backend does with responseCode and succeedAfter; later ones are echoed.
+type flaky struct {
+	mode  string // "500", "503"...: that status; "reset": a TCP RST; "slow": no answer in time
+	fails int32
+	tries atomic.Int32
+}
+
+func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f.tries.Add(1) > f.fails {
+		echoHandler("flaky")(w, r)
+		return
+	}
+	_, _ = io.Copy(io.Discard, r.Body)
+	switch f.mode {
+	case "reset":
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err)
+		}
+		_ = conn.(*net.TCPConn).SetLinger(0)
+		conn.Close()
+	case "slow":
+		select {
+		case <-r.Context().Done():
+		case <-time.After(wait):
+		}
+	default:
+		code := 0
+		for _, c := range f.mode {
+			code = code*10 + int(c-'0')
+		}
+		w.Header().Set("Content-Length", "6")
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, "failed")
+	}
+}
+
+func TestRetry(t *testing.T) {
+	t.Parallel()
+	small := strings.Repeat("b", 1000)
+	tests := []struct {
+		name    string
+		mode    string
+		fails   int32
+		retry   ir.Retry
+		backend time.Duration // the route's backend timeout
+		request time.Duration // the route's request timeout
+		body    io.Reader     // a POST body, nil for a GET
+		length  int64         // the body's Content-Length; -1 for chunked
+		h2c     bool          // the backend speaks h2c (net/http's transport) rather than HTTP/1.1
+		want    int
+		tries   int32 // the backend's tries
+		// maxTries, when set, allows from tries to maxTries, for cases timed by the clock.
+		maxTries int32
+	}{
+		// The cases of the HTTPRouteRetry conformance test.
+		{name: "500 succeeds after 2 retries", mode: "500", fails: 2, retry: ir.Retry{Codes: []int{500}, Attempts: 3}, want: 200, tries: 3},
+		{name: "500 beyond attempts", mode: "500", fails: 4, retry: ir.Retry{Codes: []int{500}, Attempts: 3}, want: 500, tries: 4},
+		{name: "503 not retried", mode: "503", fails: 2, retry: ir.Retry{Codes: []int{500}, Attempts: 3}, want: 503, tries: 1},
+		{name: "502 succeeds after 1 retry", mode: "502", fails: 1, retry: ir.Retry{Codes: []int{500, 502, 503, 504}, Attempts: 2}, want: 200, tries: 2},
+		{name: "504 beyond attempts", mode: "504", fails: 3, retry: ir.Retry{Codes: []int{500, 502, 503, 504}, Attempts: 2}, want: 504, tries: 3},
+		{name: "429 when listed", mode: "429", fails: 1, retry: ir.Retry{Codes: []int{429}, Attempts: 1}, want: 200, tries: 2},
+		{name: "attempts 0 tries once", mode: "500", fails: 1, retry: ir.Retry{Codes: []int{500}}, want: 500, tries: 1},
+		{name: "no codes retries no status", mode: "500", fails: 1, retry: ir.Retry{Attempts: 2}, want: 500, tries: 1},
+		// HTTPRouteRetryConnectionError: a reset before any response is retried.
+		{name: "reset succeeds after retries", mode: "reset", fails: 2, retry: ir.Retry{Attempts: 2}, want: 200, tries: 3},
+		{name: "reset beyond attempts", mode: "reset", fails: 3, retry: ir.Retry{Codes: []int{500}, Attempts: 2}, want: 502, tries: 3},
+		// HTTPRouteRetryBackendTimeout: a try past the backend timeout is retried.
+		{name: "backend timeout retried", mode: "slow", fails: 1, retry: ir.Retry{Attempts: 1}, backend: 200 * time.Millisecond, want: 200, tries: 2},
+		{name: "backend timeout beyond attempts", mode: "slow", fails: 3, retry: ir.Retry{Attempts: 2}, backend: 100 * time.Millisecond, want: 504, tries: 3},
+		{name: "request timeout ends retries", mode: "slow", fails: 100, retry: ir.Retry{Attempts: 100}, backend: 100 * time.Millisecond, request: 350 * time.Millisecond, want: 504, tries: 2, maxTries: 4},
+		// Bodies.
+		{name: "small body replayed", mode: "500", fails: 1, retry: ir.Retry{Codes: []int{500}, Attempts: 1}, body: strings.NewReader(small), length: int64(len(small)), want: 200, tries: 2},
+		{name: "small body replayed after reset", mode: "reset", fails: 1, retry: ir.Retry{Attempts: 1}, body: strings.NewReader(small), length: int64(len(small)), want: 200, tries: 2},
+		{name: "h2c body replayed", mode: "503", fails: 2, retry: ir.Retry{Codes: []int{503}, Attempts: 2}, h2c: true, body: strings.NewReader(small), length: int64(len(small)), want: 200, tries: 3},
+		{name: "h2c backend timeout retried", mode: "slow", fails: 1, retry: ir.Retry{Attempts: 1}, backend: 200 * time.Millisecond, h2c: true, want: 200, tries: 2},
+		{name: "chunked body not retried", mode: "500", fails: 1, retry: ir.Retry{Codes: []int{500}, Attempts: 1}, body: strings.NewReader(small), length: -1, want: 500, tries: 1},
+		{name: "large body not retried", mode: "500", fails: 1, retry: ir.Retry{Codes: []int{500}, Attempts: 1}, body: bytes.NewReader(make([]byte, maxReplayBody+1)), length: maxReplayBody + 1, want: 500, tries: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := &flaky{mode: tc.mode, fails: tc.fails}
+			b := backendOf(t, "flaky", newBackend(t, f))
+			if tc.h2c {
+				b = backendOf(t, "flaky", newH2CBackend(t, f))
+				b.Protocol = ir.UpstreamH2C
+			}
+			r := prefixRoute("r", "/", b)
+			r.Retry = &tc.retry
+			r.BackendTimeout, r.RequestTimeout = tc.backend, tc.request
+			g := startGateway(t, Options{}, simpleConfig(r))
+			req, err := http.NewRequest(http.MethodGet, g.URL+"/x", nil)
+			if tc.body != nil {
+				req, err = http.NewRequest(http.MethodPost, g.URL+"/x", io.NopCloser(tc.body))
+				req.ContentLength = tc.length
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, body := do(t, newClient(t), req)
+			if resp.StatusCode != tc.want {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tc.want, body)
+			}
+			if got := f.tries.Load(); got < tc.tries || got > max(tc.tries, tc.maxTries) {
+				t.Errorf("backend tried %d times, want %d (to %d)", got, tc.tries, max(tc.tries, tc.maxTries))
+			}
+			if tc.body != nil && resp.StatusCode == 200 {
+				if s := decodeSeen(t, body); int64(s.BodySize) != tc.length {
+					t.Errorf("the backend got %d body bytes, want %d", s.BodySize, tc.length)
+				}
+			}
+		})
+	}
+}
+
+// TestRetryBackoff checks that retries wait at least the backoff, and that the request
+// timeout cuts the wait short.
+func TestRetryBackoff(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		retry    ir.Retry
+		request  time.Duration
+		want     int
+		min, max time.Duration
+	}{
+		{name: "two retries wait 100ms then 200ms", retry: ir.Retry{Codes: []int{503}, Attempts: 2, Backoff: 100 * time.Millisecond},
+			want: 200, min: 300 * time.Millisecond, max: 2 * time.Second},
+		{name: "request timeout during the wait", retry: ir.Retry{Codes: []int{503}, Attempts: 2, Backoff: 5 * time.Second},
+			request: 200 * time.Millisecond, want: 504, min: 200 * time.Millisecond, max: 2 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := &flaky{mode: "503", fails: 2}
+			r := prefixRoute("r", "/", backendOf(t, "flaky", newBackend(t, f)))
+			r.Retry, r.RequestTimeout = &tc.retry, tc.request
+			g := startGateway(t, Options{}, simpleConfig(r))
+			start := time.Now()
+			resp, body := get(t, newClient(t), g.URL, "", "/")
+			took := time.Since(start)
+			if resp.StatusCode != tc.want {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tc.want, body)
+			}
+			if took < tc.min || took > tc.max {
+				t.Errorf("took %v, want %v to %v", took, tc.min, tc.max)
+			}
+		})
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	t.Parallel()
+	const base = 25 * time.Millisecond
+	tests := []struct {
+		n        int
+		base     time.Duration
+		min, max time.Duration
+	}{
+		{n: 1, base: base, min: base, max: base * 3 / 2},
+		{n: 2, base: base, min: 2 * base, max: 3 * base},
+		{n: 4, base: base, min: 8 * base, max: 12 * base},
+		{n: 5, base: base, min: 10 * base, max: 15 * base},
+		{n: 1000, base: base, min: 10 * base, max: 15 * base},
+		{n: 3, base: 0, min: 0, max: 0},
+	}
+	for _, tc := range tests {
+		for range 100 {
+			if d := retryDelay(tc.base, tc.n); d < tc.min || d > tc.max {
+				t.Fatalf("retryDelay(%v, %d) = %v, want %v to %v", tc.base, tc.n, d, tc.min, tc.max)
+			}
+		}
+	}
+}
+
+// TestRetryPicksBackendAgain checks that a retry chooses a backend by weight again, and
+// that each try carries only its own backendRef's request headers.
+func TestRetryPicksBackendAgain(t *testing.T) {
+	t.Parallel()
+	refused := &ir.Backend{Name: "refused", Protocol: ir.UpstreamHTTP1,
+		Endpoints: []ir.Endpoint{{Host: "127.0.0.1", Port: freePort(t)}}}
+	r := prefixRoute("r", "/", nil)
+	r.Backends = []ir.WeightedBackend{
+		{Weight: 1, Backend: refused, RequestHeaders: &ir.HeaderModifier{Add: []ir.Header{{Name: "X-Via", Value: "refused"}}}},
+		{Weight: 1, Backend: backendOf(t, "echo", echoBackend(t, "echo")), RequestHeaders: &ir.HeaderModifier{Add: []ir.Header{{Name: "X-Via", Value: "echo"}}}},
+	}
+	r.Retry = &ir.Retry{Attempts: 20}
+	g := startGateway(t, Options{}, simpleConfig(r))
+	c := newClient(t)
+	for range 10 {
+		resp, body := get(t, c, g.URL, "", "/")
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		if via := decodeSeen(t, body).Header["X-Via"]; len(via) != 1 || via[0] != "echo" {
+			t.Fatalf("X-Via %q, want [echo]", via)
+		}
+	}
+}
+
+// TestRetryObserved checks the retry counter and the access log's retries.
+func TestRetryObserved(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	reg := prometheus.NewRegistry()
+	refused := &ir.Backend{Name: "refused", Protocol: ir.UpstreamHTTP1,
+		Endpoints: []ir.Endpoint{{Host: "127.0.0.1", Port: freePort(t)}}}
+	r := prefixRoute("r", "/", refused)
+	r.Retry = &ir.Retry{Attempts: 2}
+	g := startGateway(t, Options{AccessLog: slog.New(slog.NewJSONHandler(&buf, nil)), Metrics: NewMetrics(reg)}, simpleConfig(r))
+	resp, body := get(t, newClient(t), g.URL, "", "/")
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503: %s", resp.StatusCode, body)
+	}
+	eventually(t, "an access log line", func() bool { return len(buf.lines()) == 1 })
+	var line map[string]any
+	if err := json.Unmarshal([]byte(buf.lines()[0]), &line); err != nil {
+		t.Fatal(err)
+	}
+	if line["retries"] != 2.0 || line["details"] != "upstream_connect_failure" {
+		t.Errorf("access log line %v", line)
+	}
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if want := `sluice_upstream_retries_total{backend="refused",route="r"} 2`; !strings.Contains(rec.Body.String(), want+"\n") {
+		t.Errorf("metrics lack %s:\n%s", want, rec.Body.String())
+	}
+}
