@@ -658,11 +658,11 @@ func TestDeployRBACIsLeastPrivilege(t *testing.T) {
 		}
 	}
 	read := []string{"get", "list", "watch"}
-	add("gateway.networking.k8s.io", []string{"gatewayclasses", "gateways", "httproutes", "referencegrants", "backendtlspolicies"}, read)
+	add("gateway.networking.k8s.io", []string{"gatewayclasses", "gateways", "httproutes", "referencegrants", "backendtlspolicies", "listenersets"}, read)
 	add("gateway.sluice.dev", []string{"backends", "trafficpolicies"}, read)
 	add("", []string{"services", "secrets", "configmaps", "namespaces"}, read)
 	add("discovery.k8s.io", []string{"endpointslices"}, read)
-	add("gateway.networking.k8s.io", []string{"gatewayclasses/status", "gateways/status", "httproutes/status", "backendtlspolicies/status"}, []string{"update", "patch"})
+	add("gateway.networking.k8s.io", []string{"gatewayclasses/status", "gateways/status", "httproutes/status", "backendtlspolicies/status", "listenersets/status"}, []string{"update", "patch"})
 	add("gateway.sluice.dev", []string{"trafficpolicies/status"}, []string{"update", "patch"})
 	add("", []string{"events"}, []string{"create", "patch"})
 	add("events.k8s.io", []string{"events"}, []string{"create", "patch"})

@@ -163,6 +163,12 @@ func compileRoute(r *ir.Route, balancerFor func(*ir.Backend) *balancer, filterFo
 			reqHeaders: compileHeaderOps(b.RequestHeaders), respHeaders: compileHeaderOps(b.ResponseHeaders)})
 		rt.totalWeight += int(b.Weight)
 	}
+	for _, m := range r.Mirrors {
+		if m.Backend == nil || m.Numerator <= 0 || m.Denominator <= 0 {
+			continue
+		}
+		rt.mirrors = append(rt.mirrors, mirror{bal: balancerFor(m.Backend), num: m.Numerator, den: m.Denominator})
+	}
 	rt.extproc = filterFor(r.ExtProc)
 	return rt, nil
 }

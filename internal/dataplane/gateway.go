@@ -89,6 +89,7 @@ type Gateway struct {
 	log     *slog.Logger
 	metrics *Metrics
 	snap    atomic.Pointer[Snapshot]
+	mirrors *mirrorPool
 
 	mu      sync.Mutex
 	servers map[ir.PortKey]*server
@@ -133,7 +134,8 @@ func New(o Options) *Gateway {
 		// passes with either server, with -race; the lean one costs less per request.
 		o.HTTP1Server = HTTP1Lean
 	}
-	return &Gateway{opts: o, log: o.Logger, metrics: o.Metrics, servers: make(map[ir.PortKey]*server), draining: make(map[*server]struct{})}
+	return &Gateway{opts: o, log: o.Logger, metrics: o.Metrics, mirrors: newMirrorPool(),
+		servers: make(map[ir.PortKey]*server), draining: make(map[*server]struct{})}
 }
 
 // Snapshot returns the snapshot being served, nil before the first Apply.
@@ -325,6 +327,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		}
 		<-s.done
 	}
+	// Mirrored requests are fire-and-forget: not waited for like the client's, cut short.
+	g.mirrors.close()
 	g.opts.Upstreams.Close()
 	return errors.Join(errs...)
 }

@@ -13,6 +13,7 @@ type Metrics struct {
 	duration       *prometheus.HistogramVec
 	upstreamErrors *prometheus.CounterVec
 	retries        *prometheus.CounterVec
+	mirrors        *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -35,8 +36,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sluice_upstream_retries_total",
 			Help: "Upstream tries sent again by a route's retry policy, by route and the backend of the try retried.",
 		}, []string{"route", "backend"}),
+		mirrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_mirror_requests_total",
+			Help: "Request copies for a route's RequestMirror filters, by route, mirror backend and outcome (ok, failed, dropped, no_healthy_upstream, body_not_replayable).",
+		}, []string{"route", "backend", "outcome"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.retries)
+	reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.retries, m.mirrors)
 	return m
 }
 
@@ -126,4 +131,12 @@ func (m *Metrics) retried(ex *exchange) {
 		return
 	}
 	m.retries.WithLabelValues(ex.Route, ex.Backend).Inc()
+}
+
+// mirrored counts a copy of a request of route for its mirror backend, by outcome.
+func (m *Metrics) mirrored(route, backend, outcome string) {
+	if m == nil {
+		return
+	}
+	m.mirrors.WithLabelValues(route, backend, outcome).Inc()
 }

@@ -289,6 +289,12 @@ func (g *Gateway) serveRoute(ex *exchange, rt *route) error {
 	if out.Trailer == nil && len(ex.in.Trailer) > 0 {
 		out.Trailer = ex.in.Trailer
 	}
+	if len(rt.mirrors) > 0 {
+		var err error
+		if out, err = g.mirror(ex, rt, out); err != nil {
+			return g.bodyFailed(ex, err)
+		}
+	}
 	if rt.ir.Retry != nil {
 		return g.serveRetrying(ex, rt, out)
 	}

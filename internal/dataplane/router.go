@@ -53,7 +53,9 @@ type route struct {
 
 	backends    []weighted
 	totalWeight int
-	extproc     filter.Factory
+	// mirrors get copies of the requests (mirror.go); unresolved ones are left out.
+	mirrors []mirror
+	extproc filter.Factory
 }
 
 type weighted struct {

@@ -22,8 +22,8 @@ func versionedRoute(v string, invalid bool) string {
 	bad := ""
 	if invalid {
 		bad = `
-    - type: RequestMirror
-      requestMirror: {backendRef: {group: gateway.sluice.dev, kind: Backend, name: up}}`
+    - type: ExtensionRef
+      extensionRef: {group: example.com, kind: Thing, name: t}`
 	}
 	return fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute

@@ -119,6 +119,11 @@ type Route struct {
 	// share of requests it would get answers 500, as the Gateway API requires.
 	Backends []WeightedBackend `json:"backends,omitempty"`
 
+	// Mirrors get a copy of a share of the requests, after the route's request filters;
+	// their responses are discarded. A mirror whose backendRef did not resolve is left
+	// out, as the Gateway API requires (the route's ResolvedRefs says why).
+	Mirrors []Mirror `json:"mirrors,omitempty"`
+
 	// RequestTimeout bounds the whole request (0: none); BackendTimeout one upstream try.
 	RequestTimeout time.Duration `json:"requestTimeout,omitempty"`
 	BackendTimeout time.Duration `json:"backendTimeout,omitempty"`
@@ -274,6 +279,15 @@ type WeightedBackend struct {
 	// after the rule's, only to the requests this backend gets and to its responses.
 	RequestHeaders  *HeaderModifier `json:"requestHeaders,omitempty"`
 	ResponseHeaders *HeaderModifier `json:"responseHeaders,omitempty"`
+}
+
+// Mirror is a RequestMirror filter: a copy of Numerator in Denominator requests, drawn
+// at random for each request, goes to Backend. A percent p is p/100; no share at all is
+// 1/1, every request.
+type Mirror struct {
+	Backend     *Backend `json:"backend"`
+	Numerator   int32    `json:"numerator"`
+	Denominator int32    `json:"denominator"`
 }
 
 // UpstreamProtocol is how Sluice speaks to a backend.

@@ -16,7 +16,7 @@ func (t *translator) buildConfig() {
 		if gs.invalid != nil {
 			continue
 		}
-		for _, l := range gs.listeners {
+		for _, l := range gs.allListeners() {
 			if !l.ready() {
 				continue
 			}
@@ -78,10 +78,12 @@ func (t *translator) buildListener(l *listenerState) *ir.Listener {
 			ext := t.postRouting(l, rs, rule)
 			for j, tmpl := range rule.routes {
 				backends := t.gatewayBackends(l.gw, tmpl.Backends)
+				mirrors := t.gatewayMirrors(l.gw, tmpl.Mirrors)
 				for _, h := range a.hostnames {
 					r := *tmpl
 					r.ExtProc = ext
 					r.Backends = backends
+					r.Mirrors = mirrors
 					hosts[h] = append(hosts[h], &routeEntry{
 						r:          &r,
 						created:    rs.route.CreationTimestamp,

@@ -29,6 +29,7 @@ var supportedFeatures = []features.FeatureName{
 	features.SupportGatewayHTTPSListenerDetectMisdirectedRequests,
 	features.SupportGatewayPort8080,
 	features.SupportGatewayStaticAddresses,
+	features.SupportListenerSet,
 
 	// HTTPRoute, extended.
 	features.SupportHTTPRoute303RedirectStatusCode,
@@ -48,6 +49,9 @@ var supportedFeatures = []features.FeatureName{
 	features.SupportHTTPRoutePathRewrite,
 	features.SupportHTTPRoutePortRedirect,
 	features.SupportHTTPRouteQueryParamMatching,
+	features.SupportHTTPRouteRequestMirror,
+	features.SupportHTTPRouteRequestMultipleMirrors,
+	features.SupportHTTPRouteRequestPercentageMirror,
 	features.SupportHTTPRouteRequestTimeout,
 	features.SupportHTTPRouteResponseHeaderModification,
 	features.SupportHTTPRouteSchemeRedirect,

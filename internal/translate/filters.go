@@ -15,7 +15,9 @@ import (
 var redirectCodes = map[int]bool{301: true, 302: true, 303: true, 307: true, 308: true}
 
 // compileFilters validates the filters of a rule and stores them on r. Each filter type
-// may appear once; RequestRedirect and URLRewrite exclude each other; a ReplacePrefixMatch
+// but RequestMirror may appear once (the CRD's rules: one rule may mirror to several
+// backends); RequestMirror filters are checked and resolved by compileMirrors, which
+// needs the translator to resolve their backendRefs. RequestRedirect and URLRewrite exclude each other; a ReplacePrefixMatch
 // needs the rule to have exactly one PathPrefix match. Filters Sluice does not implement
 // invalidate the rule rather than being skipped: serving a route without, say, its
 // authentication filter would be worse than not serving it.
@@ -24,7 +26,7 @@ func compileFilters(rule *gwv1.HTTPRouteRule, ruleField string, r *ir.Route, err
 	for i := range rule.Filters {
 		f := &rule.Filters[i]
 		field := fmt.Sprintf("%s.filters[%d]", ruleField, i)
-		if seen[f.Type] {
+		if seen[f.Type] && f.Type != gwv1.HTTPRouteFilterRequestMirror {
 			errs.fail(field+".type", string(gwv1.RouteReasonUnsupportedValue),
 				fmt.Sprintf("filter %s is given twice", f.Type))
 			continue
@@ -65,9 +67,13 @@ func compileFilters(rule *gwv1.HTTPRouteRule, ruleField string, r *ir.Route, err
 				continue
 			}
 			r.CORS = cors(f.CORS, field+".cors", errs)
+		case gwv1.HTTPRouteFilterRequestMirror:
+			if f.RequestMirror == nil {
+				missing("requestMirror")
+			}
 		default:
 			errs.fail(field+".type", string(gwv1.RouteReasonUnsupportedValue),
-				fmt.Sprintf("filter type %q is not supported, expected RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite or CORS", f.Type))
+				fmt.Sprintf("filter type %q is not supported, expected RequestHeaderModifier, ResponseHeaderModifier, RequestMirror, RequestRedirect, URLRewrite or CORS", f.Type))
 		}
 	}
 	if seen[gwv1.HTTPRouteFilterRequestRedirect] && seen[gwv1.HTTPRouteFilterURLRewrite] {
@@ -320,4 +326,37 @@ func cors(f *gwv1.HTTPCORSFilter, field string, errs *ruleErrors) *ir.CORS {
 		bad(field+".maxAge", fmt.Sprintf("%d is not valid, expected a number of seconds of at least 1", f.MaxAge))
 	}
 	return out
+}
+
+// mirrorShare validates the share of requests a RequestMirror copies: percent (0-100) or
+// fraction (numerator at most a positive denominator, 100 by default), not both;
+// neither is every request.
+func mirrorShare(f *gwv1.HTTPRequestMirrorFilter, field string, errs *ruleErrors) (num, den int32, ok bool) {
+	bad := func(at, msg string) { errs.fail(field+"."+at, string(gwv1.RouteReasonUnsupportedValue), msg) }
+	switch {
+	case f.Percent != nil && f.Fraction != nil:
+		bad("fraction", "must not be set with percent")
+		return 0, 0, false
+	case f.Percent != nil:
+		if p := *f.Percent; p < 0 || p > 100 {
+			bad("percent", fmt.Sprintf("%d is out of range 0-100", p))
+			return 0, 0, false
+		}
+		return *f.Percent, 100, true
+	case f.Fraction != nil:
+		num, den = f.Fraction.Numerator, 100
+		if f.Fraction.Denominator != nil {
+			den = *f.Fraction.Denominator
+		}
+		if den < 1 {
+			bad("fraction.denominator", fmt.Sprintf("%d is not valid, expected at least 1", den))
+			return 0, 0, false
+		}
+		if num < 0 || num > den {
+			bad("fraction.numerator", fmt.Sprintf("%d is out of range 0-%d (the denominator)", num, den))
+			return 0, 0, false
+		}
+		return num, den, true
+	}
+	return 1, 1, true
 }

@@ -57,6 +57,22 @@ func (t *translator) validateGatewayTLS(gs *gatewayState) {
 	}
 }
 
+// applyListenerFrontendTLS gives HTTPS listener l of gs (its own or a ListenerSet's) the
+// frontend TLSConfig of its port, else the default. spec.tls.frontend must be set.
+func applyListenerFrontendTLS(gs *gatewayState, l *listenerState) {
+	f := gs.frontendPorts[l.spec.Port]
+	if f == nil {
+		f = gs.frontendDefault
+	}
+	if f.unresolved != nil && l.unresolved == nil {
+		l.unresolved = f.unresolved
+	}
+	if f.notAccepted != nil {
+		l.reject(f.notAccepted)
+	}
+	l.client = f.validation
+}
+
 // applyFrontendTLS gives each HTTPS listener of gs the frontend TLSConfig of its port,
 // else the default, once the listeners are validated.
 func (t *translator) applyFrontendTLS(gs *gatewayState) {
@@ -66,21 +82,10 @@ func (t *translator) applyFrontendTLS(gs *gatewayState) {
 	}
 	https := map[gwv1.PortNumber]bool{}
 	for _, l := range gs.listeners {
-		if l.protocol != ir.ProtocolHTTPS {
-			continue
+		if l.protocol == ir.ProtocolHTTPS {
+			https[l.spec.Port] = true
+			applyListenerFrontendTLS(gs, l)
 		}
-		https[l.spec.Port] = true
-		f := gs.frontendPorts[l.spec.Port]
-		if f == nil {
-			f = gs.frontendDefault
-		}
-		if f.unresolved != nil && l.unresolved == nil {
-			l.unresolved = f.unresolved
-		}
-		if f.notAccepted != nil {
-			l.reject(f.notAccepted)
-		}
-		l.client = f.validation
 	}
 	g := gs.gw
 	for i, pp := range fe.Frontend.PerPort {
@@ -175,7 +180,7 @@ func (t *translator) clientCA(from, ns, group, kind, name string) ([]byte, strin
 // Secret, as for listener certificates.
 func (t *translator) gatewayBackendCert(gs *gatewayState, ref gwv1.SecretObjectReference) {
 	g := gs.gw
-	cert, reason, msg := t.resolveCertificate(g, ref)
+	cert, reason, msg := t.resolveCertificate(KindGateway, g.Namespace, ref)
 	if reason == "" {
 		gs.backendCert = &cert
 		return
@@ -216,6 +221,24 @@ func (t *translator) gatewayBackends(gs *gatewayState, in []ir.WeightedBackend) 
 	}
 	if out == nil {
 		return in
+	}
+	return out
+}
+
+// gatewayMirrors is gatewayBackends for the backends of a route's mirrors: a mirrored
+// request presents the Gateway's client certificate as the original does.
+func (t *translator) gatewayMirrors(gs *gatewayState, in []ir.Mirror) []ir.Mirror {
+	if len(in) == 0 {
+		return in
+	}
+	wbs := make([]ir.WeightedBackend, len(in))
+	for i, m := range in {
+		wbs[i].Backend = m.Backend
+	}
+	wbs = t.gatewayBackends(gs, wbs)
+	out := append([]ir.Mirror(nil), in...)
+	for i := range out {
+		out[i].Backend = wbs[i].Backend
 	}
 	return out
 }

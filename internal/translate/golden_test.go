@@ -25,6 +25,8 @@ type golden struct {
 	HTTPRoutes map[string]any `json:"httpRoutes,omitempty"`
 	Policies   map[string]any `json:"policies,omitempty"`
 	BackendTLS map[string]any `json:"backendTLSPolicies,omitempty"`
+	// ListenerSets is left out when there are none, so older goldens need no entry.
+	ListenerSets map[string]any `json:"listenerSets,omitempty"`
 }
 
 // TestGolden translates every testdata/*.in.yaml and compares the result with the
@@ -96,6 +98,12 @@ func render(t *testing.T, r *translate.Result) []byte {
 			g.BackendTLS = map[string]any{}
 		}
 		g.BackendTLS[k.String()] = v
+	}
+	for k, v := range r.ListenerSets {
+		if g.ListenerSets == nil {
+			g.ListenerSets = map[string]any{}
+		}
+		g.ListenerSets[k.String()] = v
 	}
 	for k, v := range r.Policies {
 		g.Policies[k.String()] = v

@@ -39,6 +39,22 @@ type gatewayState struct {
 	backendCertBad *condState
 	// backendCopies are the Gateway's copies of TLS backends, with its certificate.
 	backendCopies map[*ir.Backend]*ir.Backend
+	// sets are the ListenerSets attached to the Gateway, in the order of precedence of
+	// their listeners (oldest first).
+	sets []*listenerSetState
+}
+
+// allListeners are the Gateway's own listeners, then those of its attached ListenerSets:
+// the merged list the spec has served, in order of precedence.
+func (gs *gatewayState) allListeners() []*listenerState {
+	if len(gs.sets) == 0 {
+		return gs.listeners
+	}
+	out := append([]*listenerState(nil), gs.listeners...)
+	for _, s := range gs.sets {
+		out = append(out, s.listeners...)
+	}
+	return out
 }
 
 // condState is the outcome of one condition: ok, or the reason and message of a failure.
@@ -48,10 +64,12 @@ type condState struct {
 
 // listenerState is one listener of a served Gateway.
 type listenerState struct {
-	gw       *gatewayState
+	gw *gatewayState
+	// set is the ListenerSet the listener comes from; nil for the Gateway's own.
+	set      *listenerSetState
 	spec     *gwv1.Listener
 	field    string // "spec.listeners[i]"
-	name     string // "namespace/gateway/listener"
+	name     string // "namespace/gateway/listener" or "namespace/listenerset/listener"
 	hostname string
 	protocol ir.Protocol
 
@@ -77,6 +95,15 @@ func (l *listenerState) ready() bool {
 		return false
 	}
 	return l.protocol != ir.ProtocolHTTPS || len(l.certs) > 0
+}
+
+// namespace is the namespace of the object that defines the listener: the one
+// allowedRoutes "Same" and certificateRefs are relative to.
+func (l *listenerState) namespace() string {
+	if l.set != nil {
+		return l.set.key.Namespace
+	}
+	return l.gw.key.Namespace
 }
 
 // reject marks the listener not accepted, keeping the first reason given.
@@ -114,6 +141,7 @@ func (t *translator) translateGateways() {
 		t.gwByName[gs.key] = gs
 		t.validateGateway(gs)
 	}
+	t.translateListenerSets()
 	t.assignAddresses()
 	t.settleConflicts()
 }
@@ -130,6 +158,7 @@ func (t *translator) validateGateway(gs *gatewayState) {
 		gs.invalidate(string(gwv1.GatewayReasonInvalidParameters), msg)
 	}
 	t.validateAddresses(gs)
+	t.validateAllowedListeners(gs)
 	names := map[gwv1.SectionName]bool{}
 	for i := range g.Spec.Listeners {
 		spec := &g.Spec.Listeners[i]
@@ -153,6 +182,10 @@ func (t *translator) validateGateway(gs *gatewayState) {
 // listenerProblem records a problem at field (relative to the listener) and returns the
 // failed condition carrying it.
 func (t *translator) listenerProblem(l *listenerState, field, reason, msg string) *condState {
+	if l.set != nil {
+		k := l.set.key
+		return &condState{reason: reason, msg: t.problem(KindListenerSet, k.Namespace, k.Name, l.field+field, msg)}
+	}
 	g := l.gw.gw
 	return &condState{reason: reason, msg: t.problem(KindGateway, g.Namespace, g.Name, l.field+field, msg)}
 }
@@ -255,7 +288,11 @@ func (t *translator) listenerNamespaces(l *listenerState) {
 // listenerCertificates resolves the certificateRefs of an HTTPS listener. Refs that fail
 // are reported and skipped; the listener serves with those that resolve.
 func (t *translator) listenerCertificates(l *listenerState) {
-	g := l.gw.gw
+	fromKind := KindGateway
+	if l.set != nil {
+		// ReferenceGrants for the parent Gateway do not extend to ListenerSets.
+		fromKind = KindListenerSet
+	}
 	tlsCfg := l.spec.TLS
 	if tlsCfg != nil && tlsCfg.Mode != nil && *tlsCfg.Mode != gwv1.TLSModeTerminate {
 		l.reject(t.listenerProblem(l, ".tls.mode", string(gwv1.ListenerReasonUnsupportedValue),
@@ -272,7 +309,7 @@ func (t *translator) listenerCertificates(l *listenerState) {
 	}
 	for i, ref := range tlsCfg.CertificateRefs {
 		field := fmt.Sprintf(".tls.certificateRefs[%d]", i)
-		cert, reason, msg := t.resolveCertificate(g, ref)
+		cert, reason, msg := t.resolveCertificate(fromKind, l.namespace(), ref)
 		if reason != "" {
 			c := t.listenerProblem(l, field, reason, msg)
 			if l.unresolved == nil {
@@ -284,9 +321,10 @@ func (t *translator) listenerCertificates(l *listenerState) {
 	}
 }
 
-// resolveCertificate finds and checks the Secret of one certificateRef of Gateway g. On
-// failure it returns the listener condition reason and a message.
-func (t *translator) resolveCertificate(g *gwv1.Gateway, ref gwv1.SecretObjectReference) (ir.Certificate, string, string) {
+// resolveCertificate finds and checks the Secret of one certificateRef of a listener of
+// a fromKind (Gateway or ListenerSet) in namespace fromNs. On failure it returns the
+// listener condition reason and a message.
+func (t *translator) resolveCertificate(fromKind, fromNs string, ref gwv1.SecretObjectReference) (ir.Certificate, string, string) {
 	group, kind := "", KindSecret
 	if ref.Group != nil {
 		group = string(*ref.Group)
@@ -298,12 +336,12 @@ func (t *translator) resolveCertificate(g *gwv1.Gateway, ref gwv1.SecretObjectRe
 	if group != "" || kind != KindSecret {
 		return ir.Certificate{}, invalid, fmt.Sprintf("kind %s is not supported, expected Secret", groupKind(group, kind))
 	}
-	ns := g.Namespace
+	ns := fromNs
 	if ref.Namespace != nil {
 		ns = string(*ref.Namespace)
 	}
 	name := string(ref.Name)
-	if !t.refAllowed(gwv1.GroupName, KindGateway, g.Namespace, "", KindSecret, ns, name) {
+	if !t.refAllowed(gwv1.GroupName, fromKind, fromNs, "", KindSecret, ns, name) {
 		return ir.Certificate{}, string(gwv1.ListenerReasonRefNotPermitted),
 			fmt.Sprintf("secret %s/%s is in another namespace and no ReferenceGrant there allows it", ns, name)
 	}
@@ -342,7 +380,8 @@ func (t *translator) settleConflicts() {
 			continue
 		}
 		t.conflictsWithin(gs)
-		for _, l := range gs.listeners {
+		t.conflictsWithSets(gs)
+		for _, l := range gs.allListeners() {
 			if l.notAccepted != nil || l.conflicted != nil {
 				continue
 			}

@@ -230,16 +230,23 @@ func (t *translator) postRouting(l *listenerState, rs *routeState, rule *ruleSta
 	if rule.name != "" {
 		slots = append(slots, slotKey(levelRule, rs.key, rule.name))
 	}
-	slots = append(slots,
-		slotKey(levelRoute, rs.key, ""),
-		slotKey(levelListener, l.gw.key, string(l.spec.Name)),
-		slotKey(levelGateway, l.gw.key, ""))
+	slots = append(slots, slotKey(levelRoute, rs.key, ""))
+	slots = append(slots, listenerSlots(l)...)
 	return t.winner(v1alpha1.PhasePostRouting, slots...)
 }
 
 // preRouting is the processor that runs on listener l before routing.
 func (t *translator) preRouting(l *listenerState) *ir.ExtProc {
-	return t.winner(v1alpha1.PhasePreRouting,
-		slotKey(levelListener, l.gw.key, string(l.spec.Name)),
-		slotKey(levelGateway, l.gw.key, ""))
+	return t.winner(v1alpha1.PhasePreRouting, listenerSlots(l)...)
+}
+
+// listenerSlots are the attachment points of listener l, most specific first. A
+// ListenerSet's listener gets its Gateway's policies, but not those of a Gateway
+// listener that happens to have the same name.
+func listenerSlots(l *listenerState) []string {
+	gw := slotKey(levelGateway, l.gw.key, "")
+	if l.set != nil {
+		return []string{gw}
+	}
+	return []string{slotKey(levelListener, l.gw.key, string(l.spec.Name)), gw}
 }

@@ -91,6 +91,10 @@ func (t *translator) attachParent(rs *routeState, i int) {
 	if ref.Namespace == nil {
 		ref.Namespace = ptr(gwv1.Namespace(rs.key.Namespace))
 	}
+	if string(*ref.Group) == gwv1.GroupName && string(*ref.Kind) == KindListenerSet {
+		t.attachListenerSet(rs, i, ref)
+		return
+	}
 	if string(*ref.Group) != gwv1.GroupName || string(*ref.Kind) != KindGateway {
 		// Another kind of parent (a Service for a mesh, say) is not ours to report on,
 		// except in file mode where nobody else reads these files.
@@ -119,8 +123,45 @@ func (t *translator) attachParent(rs *routeState, i int) {
 		return
 	}
 
+	// A Gateway parentRef selects the Gateway's own listeners only: those of its
+	// ListenerSets are selected through the ListenerSet.
+	t.attachListeners(rs, ps, "gateway "+gwKey.String(), gs.listeners)
+}
+
+// attachListenerSet resolves parentRef i of rs, which names a ListenerSet, and attaches
+// the route to the ListenerSet's listeners it selects.
+func (t *translator) attachListenerSet(rs *routeState, i int, ref gwv1.ParentReference) {
+	field := fmt.Sprintf("spec.parentRefs[%d]", i)
+	k := types.NamespacedName{Namespace: string(*ref.Namespace), Name: string(ref.Name)}
+	s := t.setByName[k]
+	if s == nil {
+		// A ListenerSet of a Gateway Sluice does not serve is someone else's to report.
+		if t.opts.AllGatewayClasses && !t.listenerSetExists(k) {
+			ps := &parentState{ref: ref, index: i}
+			ps.accepted = t.routeProblem(rs, field, string(gwv1.RouteReasonNoMatchingParent),
+				fmt.Sprintf("listenerset %s not found", k))
+			rs.parents = append(rs.parents, ps)
+		}
+		return
+	}
+	ps := &parentState{ref: ref, index: i}
+	rs.parents = append(rs.parents, ps)
+	if s.notAttached != nil {
+		ps.accepted = t.routeProblem(rs, field, string(gwv1.RouteReasonNoMatchingParent),
+			fmt.Sprintf("listenerset %s is not accepted: %s", k, s.notAttached.msg))
+		return
+	}
+	t.attachListeners(rs, ps, "listenerset "+k.String(), s.listeners)
+}
+
+// attachListeners attaches rs to those of listeners (of parent, "gateway ns/name" or
+// "listenerset ns/name") that parentRef ps selects, allow it and share a hostname with
+// it, and records the outcome in ps.
+func (t *translator) attachListeners(rs *routeState, ps *parentState, parent string, listeners []*listenerState) {
+	ref := ps.ref
+	field := fmt.Sprintf("spec.parentRefs[%d]", ps.index)
 	var candidates []*listenerState
-	for _, l := range gs.listeners {
+	for _, l := range listeners {
 		if ref.SectionName != nil && l.spec.Name != *ref.SectionName {
 			continue
 		}
@@ -131,7 +172,7 @@ func (t *translator) attachParent(rs *routeState, i int) {
 	}
 	if len(candidates) == 0 {
 		ps.accepted = t.routeProblem(rs, field, string(gwv1.RouteReasonNoMatchingParent),
-			fmt.Sprintf("gateway %s has no listener%s", gwKey, describeSection(ref)))
+			fmt.Sprintf("%s has no listener%s", parent, describeSection(ref)))
 		return
 	}
 
@@ -143,7 +184,7 @@ func (t *translator) attachParent(rs *routeState, i int) {
 	}
 	if len(allowed) == 0 {
 		ps.accepted = t.routeProblem(rs, field, string(gwv1.RouteReasonNotAllowedByListeners),
-			fmt.Sprintf("no listener of gateway %s%s allows HTTPRoutes from namespace %s", gwKey, describeSection(ref), rs.key.Namespace))
+			fmt.Sprintf("no listener of %s%s allows HTTPRoutes from namespace %s", parent, describeSection(ref), rs.key.Namespace))
 		return
 	}
 
@@ -158,7 +199,7 @@ func (t *translator) attachParent(rs *routeState, i int) {
 	}
 	if attached == 0 {
 		ps.accepted = t.routeProblem(rs, field, string(gwv1.RouteReasonNoMatchingListenerHostname),
-			fmt.Sprintf("no hostname of the route intersects the hostname of a listener of gateway %s%s", gwKey, describeSection(ref)))
+			fmt.Sprintf("no hostname of the route intersects the hostname of a listener of %s%s", parent, describeSection(ref)))
 		return
 	}
 	switch {
@@ -236,7 +277,7 @@ func (t *translator) listenerAllows(l *listenerState, ns string) bool {
 	case gwv1.NamespacesFromAll:
 		return true
 	case gwv1.NamespacesFromSame:
-		return ns == l.gw.key.Namespace
+		return ns == l.namespace()
 	case gwv1.NamespacesFromSelector:
 		if selector == nil {
 			return false

@@ -110,6 +110,7 @@ func (t *translator) compileRuleBody(rs *routeState, st *ruleState, rule *gwv1.H
 		RuleName:  st.name,
 	}
 	compileFilters(rule, st.field, r, errs)
+	t.compileMirrors(rs, st, rule, r, errs)
 	compileTimeouts(rule, st.field, r, errs)
 	compileRetry(rule, st.field, r, errs)
 	if rule.SessionPersistence != nil {
@@ -121,10 +122,43 @@ func (t *translator) compileRuleBody(rs *routeState, st *ruleState, rule *gwv1.H
 			errs.fail(st.field+".backendRefs", string(gwv1.RouteReasonIncompatibleFilters),
 				"must be empty when the rule has a RequestRedirect filter")
 		}
+		if len(r.Mirrors) > 0 {
+			errs.warn(st.field+".filters", "RequestMirror has no effect with RequestRedirect: the gateway answers the request itself")
+			r.Mirrors = nil
+		}
 		return r
 	}
 	t.compileBackends(rs, st, rule, r, errs)
 	return r
+}
+
+// compileMirrors validates the RequestMirror filters of a rule and resolves their
+// backendRefs like the rule's own. A mirror whose backendRef does not resolve is dropped,
+// as the API requires, and makes the route's ResolvedRefs false; the rule still serves.
+func (t *translator) compileMirrors(rs *routeState, st *ruleState, rule *gwv1.HTTPRouteRule, r *ir.Route, errs *ruleErrors) {
+	from := referrer{group: gwv1.GroupName, kind: KindHTTPRoute, namespace: rs.key.Namespace}
+	for i := range rule.Filters {
+		f := rule.Filters[i].RequestMirror
+		if rule.Filters[i].Type != gwv1.HTTPRouteFilterRequestMirror || f == nil {
+			continue // compileFilters reported it
+		}
+		field := fmt.Sprintf("%s.filters[%d].requestMirror", st.field, i)
+		num, den, ok := mirrorShare(f, field, errs)
+		if !ok {
+			continue
+		}
+		b, rerr := t.resolveBackendRef(from, f.BackendRef)
+		if rerr != nil {
+			c := t.routeProblem(rs, field+".backendRef", rerr.reason, rerr.msg)
+			if rs.unresolved == nil {
+				rs.unresolved = c
+			}
+			continue
+		}
+		if num > 0 {
+			r.Mirrors = append(r.Mirrors, ir.Mirror{Backend: b, Numerator: num, Denominator: den})
+		}
+	}
 }
 
 // compileBackends resolves the backendRefs of a rule into weighted backends. A backend that

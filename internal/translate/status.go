@@ -71,6 +71,7 @@ func (t *translator) writeGatewayStatuses() {
 			})
 		}
 		st.Addresses = t.statusAddresses(gs)
+		st.AttachedListenerSets = attachedListenerSets(gs)
 		t.result.Gateways[gs.key] = st
 	}
 }
@@ -104,6 +105,10 @@ func (t *translator) listenerStatus(gs *gatewayState, l *listenerState) gwv1.Lis
 	switch {
 	case gs.invalid != nil:
 		notProgrammed = &condState{reason: string(gwv1.ListenerReasonInvalid), msg: "the Gateway is not accepted"}
+	case l.set != nil && l.conflicted != nil:
+		// A ListenerSet's listener says which conflict keeps it off, whatever else is
+		// wrong with it: the conformance tests of ListenerSets expect the conflict.
+		notProgrammed = l.conflicted
 	case l.notAccepted != nil:
 		notProgrammed = &condState{reason: string(gwv1.ListenerReasonInvalid), msg: l.notAccepted.msg}
 	case l.conflicted != nil:
@@ -114,7 +119,7 @@ func (t *translator) listenerStatus(gs *gatewayState, l *listenerState) gwv1.Lis
 		notProgrammed = &condState{reason: string(gwv1.ListenerReasonInvalid), msg: "no valid certificate"}
 	}
 	accepted := l.notAccepted
-	if accepted == nil && l.conflicted != nil {
+	if l.conflicted != nil && (accepted == nil || l.set != nil) {
 		// A conflicted listener gets no data plane configuration, so it is not accepted.
 		accepted = l.conflicted
 	}

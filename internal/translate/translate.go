@@ -61,6 +61,10 @@ type translator struct {
 	// is the order in which they claim ports and hostnames.
 	ourGateways []*gatewayState
 	gwByName    map[types.NamespacedName]*gatewayState
+	// listenerSets are the ListenerSets whose parent Gateway is served, oldest first;
+	// setByName indexes them.
+	listenerSets []*listenerSetState
+	setByName    map[types.NamespacedName]*listenerSetState
 	// routeStates are the HTTPRoutes in the same order.
 	routeStates []*routeState
 	routeByName map[types.NamespacedName]*routeState
@@ -95,6 +99,7 @@ func newTranslator(r *Resources, o Options) *translator {
 		slices:      map[types.NamespacedName][]*discoveryv1.EndpointSlice{},
 		namespaces:  map[string]*corev1.Namespace{},
 		gwByName:    map[types.NamespacedName]*gatewayState{},
+		setByName:   map[types.NamespacedName]*listenerSetState{},
 		routeByName: map[types.NamespacedName]*routeState{},
 		policyTLS:   map[*ir.Backend]bool{},
 		result: &Result{
@@ -103,6 +108,7 @@ func newTranslator(r *Resources, o Options) *translator {
 			HTTPRoutes:         map[types.NamespacedName]*gwv1.HTTPRouteStatus{},
 			Policies:           map[types.NamespacedName]*gwv1.PolicyStatus{},
 			BackendTLSPolicies: map[types.NamespacedName]*gwv1.PolicyStatus{},
+			ListenerSets:       map[types.NamespacedName]*gwv1.ListenerSetStatus{},
 			Addresses:          map[types.NamespacedName][]netip.Addr{},
 		},
 	}
@@ -190,6 +196,7 @@ func (t *translator) problem(kind, ns, name, fieldPath, msg string) string {
 // finish assembles the IR and statuses once every object has been translated.
 func (t *translator) finish() *Result {
 	t.buildConfig()
+	t.writeListenerSetStatuses()
 	t.writeGatewayStatuses()
 	t.writeRouteStatuses()
 	t.writePolicyStatuses()

@@ -35,6 +35,9 @@ const (
 	KindConfigMap      = "ConfigMap"
 	// KindBackendTLSPolicy is gateway.networking.k8s.io/v1 BackendTLSPolicy.
 	KindBackendTLSPolicy = "BackendTLSPolicy"
+	// KindListenerSet is gateway.networking.k8s.io/v1 ListenerSet: listeners added to a
+	// Gateway that allows them (spec.allowedListeners).
+	KindListenerSet = "ListenerSet"
 )
 
 // ObjectKey names one object of Resources. Namespace is empty for cluster-scoped kinds
@@ -56,8 +59,10 @@ func (k ObjectKey) String() string {
 // Resources is everything a provider collected. File mode and Kubernetes mode fill the same
 // value; Translate never changes it.
 type Resources struct {
-	GatewayClasses  []*gwv1.GatewayClass
-	Gateways        []*gwv1.Gateway
+	GatewayClasses []*gwv1.GatewayClass
+	Gateways       []*gwv1.Gateway
+	// ListenerSets add listeners to the Gateways whose spec.allowedListeners admit them.
+	ListenerSets    []*gwv1.ListenerSet
 	HTTPRoutes      []*gwv1.HTTPRoute
 	ReferenceGrants []*gwv1beta1.ReferenceGrant
 	Backends        []*v1alpha1.Backend
@@ -157,6 +162,8 @@ type Result struct {
 	Policies   map[types.NamespacedName]*gwv1.PolicyStatus    `json:"policies,omitempty"`
 	// BackendTLSPolicies holds the status of every BackendTLSPolicy a served Gateway uses.
 	BackendTLSPolicies map[types.NamespacedName]*gwv1.PolicyStatus `json:"backendTLSPolicies,omitempty"`
+	// ListenerSets holds the status of every ListenerSet whose parent Gateway is served.
+	ListenerSets map[types.NamespacedName]*gwv1.ListenerSetStatus `json:"listenerSets,omitempty"`
 	// Problems lists every invalid field of every object. It is empty if and only if the
 	// configuration is fully valid.
 	Problems []Problem `json:"problems,omitempty"`
@@ -169,16 +176,17 @@ type Result struct {
 // types.NamespacedName as a map key, and /config serves a Result as JSON.
 func (r *Result) MarshalJSON() ([]byte, error) {
 	type view struct {
-		Config     *ir.Config                       `json:"config"`
-		Gateways   map[string]*gwv1.GatewayStatus   `json:"gateways,omitempty"`
-		HTTPRoutes map[string]*gwv1.HTTPRouteStatus `json:"httpRoutes,omitempty"`
-		Policies   map[string]*gwv1.PolicyStatus    `json:"policies,omitempty"`
-		BackendTLS map[string]*gwv1.PolicyStatus    `json:"backendTLSPolicies,omitempty"`
-		Problems   []Problem                        `json:"problems,omitempty"`
+		Config       *ir.Config                         `json:"config"`
+		Gateways     map[string]*gwv1.GatewayStatus     `json:"gateways,omitempty"`
+		HTTPRoutes   map[string]*gwv1.HTTPRouteStatus   `json:"httpRoutes,omitempty"`
+		Policies     map[string]*gwv1.PolicyStatus      `json:"policies,omitempty"`
+		BackendTLS   map[string]*gwv1.PolicyStatus      `json:"backendTLSPolicies,omitempty"`
+		ListenerSets map[string]*gwv1.ListenerSetStatus `json:"listenerSets,omitempty"`
+		Problems     []Problem                          `json:"problems,omitempty"`
 	}
 	v := view{Config: r.Config, Problems: r.Problems,
 		Gateways: stringKeys(r.Gateways), HTTPRoutes: stringKeys(r.HTTPRoutes), Policies: stringKeys(r.Policies),
-		BackendTLS: stringKeys(r.BackendTLSPolicies)}
+		BackendTLS: stringKeys(r.BackendTLSPolicies), ListenerSets: stringKeys(r.ListenerSets)}
 	return json.Marshal(v)
 }
 

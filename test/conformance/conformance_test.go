@@ -376,6 +376,10 @@ func startAPIServer(t *testing.T, assets, root string) (*rest.Config, string) {
 	// No kube-proxy or real node network: the API server must not reconcile its own
 	// endpoints on loopback.
 	e.ControlPlane.GetAPIServer().Configure().Set("endpoint-reconciler-type", "none")
+	// Pod logs come from the pod runner's log server on the Node's InternalIP (the
+	// Node's Hostname does not resolve); with no kubelet CA given, the API server does
+	// not verify the runner's self-signed certificate.
+	e.ControlPlane.GetAPIServer().Configure().Set("kubelet-preferred-address-types", "InternalIP")
 	cfg, err := e.Start()
 	if err != nil {
 		_ = e.Stop()

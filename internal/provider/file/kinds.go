@@ -60,6 +60,13 @@ var (
 				h.Namespace = ns
 				r.HTTPRoutes = append(r.HTTPRoutes, h)
 			}},
+		groupGateway + "/ListenerSet": {namespaced: true,
+			newObj: func() any { return &gwv1.ListenerSet{} },
+			add: func(r *translate.Resources, o any, ns string) {
+				s := o.(*gwv1.ListenerSet)
+				s.Namespace = ns
+				r.ListenerSets = append(r.ListenerSets, s)
+			}},
 		groupGateway + "/GatewayClass": {namespaced: false,
 			newObj: func() any { return &gwv1.GatewayClass{} },
 			add: func(r *translate.Resources, o any, _ string) {

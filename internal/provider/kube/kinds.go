@@ -57,6 +57,14 @@ func watchedKinds() []watchedKind {
 				res.HTTPRoutes = pointers(l.Items)
 				return err
 			}},
+		// Optional: the ListenerSet CRD is only in the Gateway API's newer bundles.
+		{name: translate.KindListenerSet, obj: &gwv1.ListenerSet{}, optional: true, hasStatus: true,
+			collect: func(ctx context.Context, r client.Reader, res *translate.Resources) error {
+				var l gwv1.ListenerSetList
+				err := r.List(ctx, &l)
+				res.ListenerSets = pointers(l.Items)
+				return err
+			}},
 		{name: translate.KindReferenceGrant, obj: &gwv1beta1.ReferenceGrant{}, optional: true,
 			collect: func(ctx context.Context, r client.Reader, res *translate.Resources) error {
 				var l gwv1beta1.ReferenceGrantList

@@ -60,6 +60,7 @@ func gatewayStatus(have *gwv1.GatewayStatus, want *gwv1.GatewayStatus, addresses
 		out.Addresses = addresses
 	}
 	out.Conditions = mergeConditions(have.Conditions, want.Conditions, now)
+	out.AttachedListenerSets = want.AttachedListenerSets
 	out.Listeners = nil
 	for _, l := range want.Listeners {
 		var prev []metav1.Condition
@@ -139,6 +140,25 @@ func mergeEntries[E any, PE interface {
 		if !used[j] {
 			out = append(out, next(j, nil))
 		}
+	}
+	return out
+}
+
+// listenerSetStatus is a ListenerSet's status as a translation wants it, with the
+// lastTransitionTimes of the conditions that did not change kept.
+func listenerSetStatus(have *gwv1.ListenerSetStatus, want *gwv1.ListenerSetStatus, now metav1.Time) gwv1.ListenerSetStatus {
+	out := gwv1.ListenerSetStatus{Conditions: mergeConditions(have.Conditions, want.Conditions, now)}
+	for _, l := range want.Listeners {
+		var prev []metav1.Condition
+		for _, h := range have.Listeners {
+			if h.Name == l.Name {
+				prev = h.Conditions
+				break
+			}
+		}
+		l := *l.DeepCopy()
+		l.Conditions = mergeConditions(prev, l.Conditions, now)
+		out.Listeners = append(out.Listeners, l)
 	}
 	return out
 }

@@ -202,3 +202,41 @@ func TestSetIfChangedTreatsNilAndEmptyAlike(t *testing.T) {
 		t.Fatal("a change was not stored")
 	}
 }
+
+func TestListenerSetStatus(t *testing.T) {
+	have := gwv1.ListenerSetStatus{
+		Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionTrue, "Accepted", 1, t0)},
+		Listeners:  []gwv1.ListenerEntryStatus{{Name: "web", Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionTrue, "Accepted", 1, t0)}}},
+	}
+	want := &gwv1.ListenerSetStatus{
+		Conditions: []metav1.Condition{
+			cond("Accepted", metav1.ConditionTrue, "Accepted", 2, metav1.Time{}),
+			cond("Programmed", metav1.ConditionFalse, "ListenersNotValid", 2, metav1.Time{}),
+		},
+		Listeners: []gwv1.ListenerEntryStatus{{Name: "web", AttachedRoutes: 1,
+			Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionFalse, "HostnameConflict", 2, metav1.Time{})}}},
+	}
+	got := listenerSetStatus(&have, want, t1)
+	if c := got.Conditions[0]; !c.LastTransitionTime.Equal(&t0) || c.ObservedGeneration != 2 {
+		t.Errorf("Accepted: %+v, want the old transition time and generation 2", c)
+	}
+	if c := got.Conditions[1]; !c.LastTransitionTime.Equal(&t1) {
+		t.Errorf("Programmed: %+v, want transition time now", c)
+	}
+	if l := got.Listeners[0]; l.AttachedRoutes != 1 || !l.Conditions[0].LastTransitionTime.Equal(&t1) {
+		t.Errorf("listener web: %+v", l)
+	}
+}
+
+func TestGatewayStatusAttachedListenerSets(t *testing.T) {
+	n := int32(2)
+	got := gatewayStatus(&gwv1.GatewayStatus{}, &gwv1.GatewayStatus{AttachedListenerSets: &n}, nil, t1)
+	if got.AttachedListenerSets == nil || *got.AttachedListenerSets != 2 {
+		t.Fatalf("attachedListenerSets = %v, want 2", got.AttachedListenerSets)
+	}
+	old := int32(1)
+	got = gatewayStatus(&gwv1.GatewayStatus{AttachedListenerSets: &old}, &gwv1.GatewayStatus{}, nil, t1)
+	if got.AttachedListenerSets != nil {
+		t.Fatalf("attachedListenerSets = %v, want it dropped", *got.AttachedListenerSets)
+	}
+}

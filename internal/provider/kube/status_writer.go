@@ -43,7 +43,7 @@ type StatusOptions struct {
 }
 
 // StatusWriter writes translation results back as the status of GatewayClasses,
-// Gateways, HTTPRoutes and TrafficPolicies. OnResult may be called on every replica;
+// Gateways, ListenerSets, HTTPRoutes and TrafficPolicies. OnResult may be called on every replica;
 // only the replica running Run (the elected leader) writes.
 //
 // Writes are skipped when the status is already what the translation wants (conditions
@@ -204,6 +204,15 @@ func (w *StatusWriter) Write(ctx context.Context, res *translate.Result) (int, e
 					addrs = want.Addresses
 				}
 				return setIfChanged(&gw.Status, gatewayStatus(&gw.Status, want, addrs, now))
+			}))
+	}
+
+	for key, want := range res.ListenerSets {
+		note(w.update(ctx, "ListenerSet", key,
+			func() client.Object { return &gwv1.ListenerSet{} },
+			func(o client.Object) bool {
+				ls := o.(*gwv1.ListenerSet)
+				return setIfChanged(&ls.Status, listenerSetStatus(&ls.Status, want, now))
 			}))
 	}
 

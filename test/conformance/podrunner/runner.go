@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -83,6 +84,11 @@ type Runner struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// logServer serves the containers' output to the API server (logs.go), on logPort.
+	logServer *http.Server
+	logPort   int32
+	logDone   chan struct{}
+
 	mu   sync.Mutex
 	pods map[types.UID]*pod
 	used map[netip.Addr]bool
@@ -126,6 +132,10 @@ func Start(ctx context.Context, cfg Config) (*Runner, error) {
 	if err := r.setUpBridge(ctx); err != nil {
 		r.release()
 		return nil, fmt.Errorf("podrunner: bridge: %w", err)
+	}
+	if err := r.startLogServer(); err != nil {
+		r.release()
+		return nil, fmt.Errorf("podrunner: %w", err)
 	}
 	if err := r.createNode(ctx); err != nil {
 		r.release()
@@ -205,8 +215,9 @@ func (r *Runner) Close() error {
 	return errors.Join(errs...)
 }
 
-// release removes all network objects and drops the lock.
+// release stops the log server, removes all network objects and drops the lock.
 func (r *Runner) release() {
+	r.stopLogServer()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	r.removeAllNetworkObjects(ctx)
@@ -267,6 +278,8 @@ func (r *Runner) writeNodeStatus(ctx context.Context) error {
 			{Type: corev1.NodeInternalIP, Address: r.hostIP.String()},
 			{Type: corev1.NodeHostName, Address: r.cfg.NodeName},
 		}
+		// The API server proxies pod logs to this port of the InternalIP (logs.go).
+		n.Status.DaemonEndpoints.KubeletEndpoint.Port = r.logPort
 		n.Status.Phase = corev1.NodeRunning
 		n.Status.Conditions = []corev1.NodeCondition{{
 			Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
