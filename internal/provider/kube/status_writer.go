@@ -235,7 +235,7 @@ func (w *StatusWriter) Write(ctx context.Context, res *translate.Result) (int, e
 			func() client.Object { return &gwv1.HTTPRoute{} },
 			func(o client.Object) bool {
 				rt := o.(*gwv1.HTTPRoute)
-				next := routeParents(rt.Status.Parents, want, w.controller, w.owns(rt.Namespace), now)
+				next := routeParents(rt.Status.Parents, want, w.controller, w.owns(res, rt.Namespace), now)
 				return setIfChanged(&rt.Status.Parents, next)
 			}))
 	}
@@ -261,7 +261,7 @@ func (w *StatusWriter) Write(ctx context.Context, res *translate.Result) (int, e
 			func() client.Object { return &v1alpha1.TrafficPolicy{} },
 			func(o client.Object) bool {
 				p := o.(*v1alpha1.TrafficPolicy)
-				next := policyAncestors(p.Status.Ancestors, want, w.controller, w.owns(p.Namespace), now)
+				next := policyAncestors(p.Status.Ancestors, want, w.controller, w.owns(res, p.Namespace), now)
 				return setIfChanged(&p.Status.Ancestors, next)
 			}))
 	}
@@ -286,7 +286,7 @@ func (w *StatusWriter) Write(ctx context.Context, res *translate.Result) (int, e
 			func() client.Object { return &gwv1.BackendTLSPolicy{} },
 			func(o client.Object) bool {
 				p := o.(*gwv1.BackendTLSPolicy)
-				next := policyAncestors(p.Status.Ancestors, want, w.controller, w.owns(p.Namespace), now)
+				next := policyAncestors(p.Status.Ancestors, want, w.controller, w.owns(res, p.Namespace), now)
 				return setIfChanged(&p.Status.Ancestors, next)
 			}))
 	}
@@ -326,9 +326,23 @@ func (w *StatusWriter) update(ctx context.Context, kind string, key types.Namesp
 	return wrote, nil
 }
 
-// owns returns which status entries of an object in namespace ns this writer owns.
-func (w *StatusWriter) owns(ns string) func(gwv1.ParentReference) bool {
-	return func(ref gwv1.ParentReference) bool { return w.selection.Owns(ref, ns) }
+// owns returns which status entries of an object in namespace ns this writer owns. An
+// entry for a ListenerSet belongs to the deployment serving the ListenerSet's Gateway:
+// with a selection of Gateways, this writer owns it when res reports the ListenerSet (it
+// does for every ListenerSet whose Gateway is served).
+func (w *StatusWriter) owns(res *translate.Result, ns string) func(gwv1.ParentReference) bool {
+	return func(ref gwv1.ParentReference) bool {
+		if len(w.selection.Gateways) > 0 && ref.Kind != nil && *ref.Kind == translate.KindListenerSet &&
+			(ref.Group == nil || *ref.Group == gwv1.GroupName) {
+			lsNS := ns
+			if ref.Namespace != nil {
+				lsNS = string(*ref.Namespace)
+			}
+			_, ok := res.ListenerSets[types.NamespacedName{Namespace: lsNS, Name: string(ref.Name)}]
+			return ok
+		}
+		return w.selection.Owns(ref, ns)
+	}
 }
 
 // setIfChanged stores next in *dst unless they are semantically equal, and reports
