@@ -49,35 +49,38 @@ func (in *instance) startReceiver(st *stream, discard bool) {
 	pool.bg.Add(1)
 	go func() {
 		defer pool.bg.Done()
-		defer close(r.dead)
-		defer func() {
-			if t := st.deadline.Load(); t != nil {
-				t.Stop()
-			}
-		}()
-		for {
-			ans, err := st.cs.Recv()
-			if err != nil {
-				r.err = err
-				st.cancel(errStreamDone)
-				return
-			}
-			in.logMessage("recv", numPhases, ans)
-			if discard {
-				continue
-			}
-			ch := r.route(ans)
-			if ch == r.req && r.dropRequest.Load() {
-				continue
-			}
-			select {
-			case ch <- ans:
-			case <-st.ctx.Done():
-				r.err = context.Cause(st.ctx)
-				return
-			}
+		r.err = r.run(in, st, discard)
+		if t := st.deadline.Load(); t != nil {
+			t.Stop()
 		}
+		// dead closes before the stream's context is cancelled, so that whoever wakes on
+		// the cancellation finds r.err set rather than the bare cancellation cause.
+		close(r.dead)
+		st.cancel(errStreamDone)
 	}()
+}
+
+// run delivers answers until the stream ends, and returns why it ended.
+func (r *receiver) run(in *instance, st *stream, discard bool) error {
+	for {
+		ans, err := st.cs.Recv()
+		if err != nil {
+			return err
+		}
+		in.logMessage("recv", numPhases, ans)
+		if discard {
+			continue
+		}
+		ch := r.route(ans)
+		if ch == r.req && r.dropRequest.Load() {
+			continue
+		}
+		select {
+		case ch <- ans:
+		case <-st.ctx.Done():
+			return context.Cause(st.ctx)
+		}
+	}
 }
 
 func (r *receiver) route(ans *extprocv3.ProcessingResponse) chan *extprocv3.ProcessingResponse {
