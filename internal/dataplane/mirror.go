@@ -17,12 +17,12 @@ import (
 // copies from real traffic. The mirror's response is discarded: it never delays or
 // changes the client's answer.
 //
-// A request body is copied only when it can be replayed from memory, as for retries: its
-// length announced and at most maxReplayBody, read whole before the request is sent. A
-// request with any other body is not mirrored at all (outcome "body_not_replayable"):
-// its headers alone would announce a body the copy does not carry, and buffering large
-// or streamed bodies would cost every request of the route. Upgrades (WebSocket) are not
-// mirrored either: a copy cannot take part in the client's conversation.
+// A request body is kept as it streams to the route's backend, as for retries (see
+// replayBody), and the copies leave once it is whole. A body that outgrows maxReplayBody,
+// or that the backend never reads to its end, is not mirrored at all (outcome
+// "body_not_replayable"): its headers alone would announce a body the copy does not
+// carry. Upgrades (WebSocket) are not mirrored either: a copy cannot take part in the
+// client's conversation.
 
 const (
 	// maxMirrorsInFlight bounds the mirrored requests a gateway has in flight: beyond,
@@ -105,66 +105,71 @@ func (p *mirrorPool) close() {
 	p.wg.Wait()
 }
 
-// mirror sends copies of out to the route's mirrors its sampling selects. It returns the
-// request to send to the route's backends: out, or out with its body read into memory so
-// that it can be sent more than once. err is a failure to read that body.
-func (g *Gateway) mirror(ex *exchange, rt *route, out *http.Request) (*http.Request, error) {
+// mirror sends copies of out to the route's mirrors its sampling selects. Without a
+// body they go at once; with one (rb, nil when it is known to be too large), once the
+// route's backend has read it to its end, so that the original request never waits
+// for its copies.
+func (g *Gateway) mirror(ex *exchange, rt *route, out *http.Request, rb *replayBody) {
 	var picked []*mirror
 	for i := range rt.mirrors {
 		if m := &rt.mirrors[i]; m.sampled() {
 			picked = append(picked, m)
 		}
 	}
-	if len(picked) == 0 {
-		return out, nil
+	if len(picked) == 0 || upgradeType(out.Header) != "" {
+		return
 	}
-	if upgradeType(out.Header) != "" {
-		return out, nil
-	}
-	var body []byte
-	if out.Body != nil && out.Body != http.NoBody {
-		if out.ContentLength < 0 || out.ContentLength > maxReplayBody {
-			for _, m := range picked {
+	// Cloned now: the backendRef's filters and the transport change out's header while
+	// the copies wait for the body.
+	req := out.Clone(g.mirrors.ctx)
+	req.Host = shadowHost(out.Host)
+	req.Trailer = nil
+	req.Body, req.GetBody = nil, nil
+	send := func(body []byte, ok bool) {
+		for _, m := range picked {
+			if !ok {
 				g.metrics.mirrored(ex.Route, m.bal.backend.Name, mirrorNotReplayable)
+				continue
 			}
-			return out, nil
+			g.sendMirror(ex.Route, m, req, body)
 		}
-		body = make([]byte, out.ContentLength)
-		if _, err := io.ReadFull(out.Body, body); err != nil {
-			return out, err
-		}
-		out.Body = io.NopCloser(bytes.NewReader(body))
-		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
-	for _, m := range picked {
-		name := m.bal.backend.Name
-		addr := m.bal.pick()
-		if addr == "" {
-			g.metrics.mirrored(ex.Route, name, mirrorNoEndpoint)
-			continue
-		}
-		if !g.mirrors.acquire() {
-			g.metrics.mirrored(ex.Route, name, mirrorDropped)
-			continue
-		}
-		// Cloned now: the main request's header map is changed further (the backendRef's
-		// filters, the transport) while the copy is sent.
-		req := out.Clone(g.mirrors.ctx)
-		req.URL.Scheme, req.URL.Host = m.bal.scheme, addr
-		req.Host = shadowHost(out.Host)
-		req.Trailer = nil
-		req.Body, req.GetBody = nil, nil
-		if body != nil {
-			req.Body = io.NopCloser(bytes.NewReader(body))
-			req.GetBody = out.GetBody
-		}
-		go g.sendMirror(ex.Route, m, req)
+	switch {
+	case out.Body == nil || out.Body == http.NoBody:
+		send(nil, true)
+	case rb == nil:
+		send(nil, false)
+	default:
+		rb.onDone(send)
 	}
-	return out, nil
 }
 
-// sendMirror sends one copy and discards its response; it owns a slot of the pool.
-func (g *Gateway) sendMirror(route string, m *mirror, req *http.Request) {
+// sendMirror starts one copy of req, with body, unless the mirror has no endpoint or
+// the pool is full.
+func (g *Gateway) sendMirror(route string, m *mirror, req *http.Request, body []byte) {
+	name := m.bal.backend.Name
+	addr := m.bal.pick()
+	if addr == "" {
+		g.metrics.mirrored(route, name, mirrorNoEndpoint)
+		return
+	}
+	if !g.mirrors.acquire() {
+		g.metrics.mirrored(route, name, mirrorDropped)
+		return
+	}
+	r := req.Clone(req.Context())
+	r.URL.Scheme, r.URL.Host = m.bal.scheme, addr
+	if body != nil {
+		// The copy's length is known now, whatever the original's framing was.
+		r.ContentLength, r.TransferEncoding = int64(len(body)), nil
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	go g.runMirror(route, m, r)
+}
+
+// runMirror sends one copy and discards its response; it owns a slot of the pool.
+func (g *Gateway) runMirror(route string, m *mirror, req *http.Request) {
 	defer g.mirrors.release()
 	ctx, cancel := context.WithTimeout(req.Context(), mirrorTimeout)
 	defer cancel()

@@ -169,13 +169,20 @@ func TestMirrorBodies(t *testing.T) {
 	if m := recvWithin(t, got, "the mirrored body"); m.BodySize != maxReplayBody {
 		t.Fatalf("mirror got %d bytes, want %d", m.BodySize, maxReplayBody)
 	}
-	// Larger, or of unknown length (chunked): the request goes to the main backend
-	// whole, and is not mirrored.
+	// A body of unknown length (chunked) within the limit is copied whole once read.
+	if s := post(io.MultiReader(strings.NewReader("chun"), strings.NewReader("ked")), -1); s.BodySize != 7 {
+		t.Fatalf("main backend got %d bytes, want 7", s.BodySize)
+	}
+	if m := recvWithin(t, got, "the mirrored chunked body"); m.BodySize != 7 {
+		t.Fatalf("mirror got %d bytes, want 7", m.BodySize)
+	}
+	// Larger, announced or found while streaming (chunked): the request goes to the
+	// main backend whole, and is not mirrored.
 	if s := post(bytes.NewReader(make([]byte, maxReplayBody+1)), maxReplayBody+1); s.BodySize != maxReplayBody+1 {
 		t.Fatalf("main backend got %d bytes, want %d", s.BodySize, maxReplayBody+1)
 	}
-	if s := post(io.MultiReader(strings.NewReader("chunked")), -1); s.BodySize != 7 {
-		t.Fatalf("main backend got %d bytes, want 7", s.BodySize)
+	if s := post(io.MultiReader(bytes.NewReader(make([]byte, 3*maxReplayBody))), -1); s.BodySize != 3*maxReplayBody {
+		t.Fatalf("main backend got %d bytes, want %d", s.BodySize, 3*maxReplayBody)
 	}
 	if n := mirrorCount(t, g, mirrorNotReplayable); n != 2 {
 		t.Errorf("%v copies counted as body_not_replayable, want 2", n)

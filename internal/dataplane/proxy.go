@@ -289,14 +289,20 @@ func (g *Gateway) serveRoute(ex *exchange, rt *route) error {
 	if out.Trailer == nil && len(ex.in.Trailer) > 0 {
 		out.Trailer = ex.in.Trailer
 	}
+	var rb *replayBody
+	if (len(rt.mirrors) > 0 || rt.ir.Retry != nil) && out.Body != nil && out.Body != http.NoBody &&
+		out.ContentLength <= maxReplayBody {
+		rb = newReplayBody(out.Body, out.ContentLength)
+		defer rb.finish()
+	}
 	if len(rt.mirrors) > 0 {
-		var err error
-		if out, err = g.mirror(ex, rt, out); err != nil {
-			return g.bodyFailed(ex, err)
-		}
+		g.mirror(ex, rt, out, rb)
 	}
 	if rt.ir.Retry != nil {
-		return g.serveRetrying(ex, rt, out)
+		return g.serveRetrying(ex, rt, out, rb)
+	}
+	if rb != nil {
+		out.Body, _ = rb.next()
 	}
 	w, ok := rt.pickBackend()
 	if !ok || w.bal == nil {

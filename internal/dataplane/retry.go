@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -13,35 +12,23 @@ import (
 	"github.com/sluice-gateway/sluice/internal/filter"
 )
 
-// maxReplayBody is the largest request body kept in memory so that a retry can send it
-// again, as Envoy's default retry buffer limit.
-const maxReplayBody = 64 << 10
-
 // maxDrain is the largest body of a retried response read to its end, so that its
 // connection can serve the next try; a larger one closes its connection instead.
 const maxDrain = 4 << 10
 
 // serveRetrying sends out to the route's backends as serveRoute does, trying again as the
-// route's retry policy says (see ir.Retry). ex.ctx, when it has a deadline, is the
-// request timeout's, which bounds every try and every wait between them.
-func (g *Gateway) serveRetrying(ex *exchange, rt *route, out *http.Request) error {
+// route's retry policy says (see ir.Retry). rb is out's body made replayable, nil when
+// out has none or one known to be too large to keep: then it is sent once, untried
+// again. ex.ctx, when it has a deadline, is the request timeout's, which bounds every
+// try and every wait between them.
+func (g *Gateway) serveRetrying(ex *exchange, rt *route, out *http.Request, rb *replayBody) error {
 	p := rt.ir.Retry
 	retries := p.Attempts
-	var body []byte
-	if out.Body != nil && out.Body != http.NoBody {
-		if out.ContentLength < 0 || out.ContentLength > maxReplayBody {
-			// A body of unknown or large length streams through once: holding it in
-			// memory for a retry that may never come would cost every request.
-			retries = 0
-		} else {
-			// Read whole before the first try rather than kept while sent: the
-			// transports read a body in goroutines of their own, which may outlive a
-			// failed try, so two tries cannot share one reader.
-			body = make([]byte, out.ContentLength)
-			if _, err := io.ReadFull(out.Body, body); err != nil {
-				return g.bodyFailed(ex, err)
-			}
-		}
+	var body io.ReadCloser
+	if rb != nil {
+		body, _ = rb.next()
+	} else if out.Body != nil && out.Body != http.NoBody {
+		retries = 0
 	}
 	base := ex.ctx
 	for try := 0; ; try++ {
@@ -56,19 +43,25 @@ func (g *Gateway) serveRetrying(ex *exchange, rt *route, out *http.Request) erro
 			return g.localReply(ex, errNoHealthyUpstream())
 		}
 		ctx, stop := tryContext(base, rt.ir.BackendTimeout)
-		req := tryRequest(ctx, out, body, &w)
+		req := tryRequest(ctx, out, body, rb, &w)
 		req.URL.Scheme = w.bal.scheme
 		req.URL.Host = addr
 		resp, err := g.send(ex, w.bal, req)
-		last := try >= retries || base.Err() != nil
+		again := try < retries && base.Err() == nil &&
+			(err == nil && slices.Contains(p.Codes, resp.StatusCode) || err != nil && retryable(err))
+		if again && rb != nil {
+			// Taken before the answer is dropped: a body that outgrew the limit during
+			// this try makes this try's answer the final one.
+			body, again = rb.next()
+		}
 		switch {
-		case err == nil && (last || !slices.Contains(p.Codes, resp.StatusCode)):
+		case !again && err == nil:
 			// The response's filters and body run under this try's timeout, as a
 			// single try's do under the route's.
 			ex.ctx = ctx
 			defer stop()
 			return g.deliver(ex, rt, w.respHeaders, resp)
-		case err != nil && (last || !retryable(err)):
+		case !again:
 			ex.ctx = ctx // a try's timeout is a route timeout: 504
 			defer stop()
 			return g.upstreamFailed(ex, err)
@@ -86,19 +79,6 @@ func (g *Gateway) serveRetrying(ex *exchange, rt *route, out *http.Request) erro
 	}
 }
 
-// bodyFailed answers a request whose body could not be read in full.
-func (g *Gateway) bodyFailed(ex *exchange, err error) error {
-	var lr *filter.LocalReply
-	switch {
-	case errors.As(err, &lr):
-		return g.localReply(ex, lr)
-	case ex.in.Context().Err() != nil:
-		ex.status, ex.details = 499, "downstream_disconnected"
-		return err
-	}
-	return g.localReply(ex, filter.Reply(http.StatusBadRequest, "downstream_body_error", "the request body could not be read\n"))
-}
-
 // tryContext bounds one try by the route's backend timeout, if any; stop releases it.
 func tryContext(base context.Context, d time.Duration) (ctx context.Context, stop func()) {
 	if d <= 0 {
@@ -114,7 +94,7 @@ func tryContext(base context.Context, d time.Duration) (ctx context.Context, sto
 
 // tryRequest is out for one try to backend w: its own URL, header and body, since the
 // transport of a failed try may still read those of its request after it returned.
-func tryRequest(ctx context.Context, out *http.Request, body []byte, w *weighted) *http.Request {
+func tryRequest(ctx context.Context, out *http.Request, body io.ReadCloser, rb *replayBody, w *weighted) *http.Request {
 	req := out.WithContext(ctx)
 	u := *out.URL
 	req.URL = &u
@@ -123,9 +103,15 @@ func tryRequest(ctx context.Context, out *http.Request, body []byte, w *weighted
 		req.Header = out.Header.Clone()
 		w.reqHeaders.apply(req.Header)
 	}
-	if body != nil {
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	if rb != nil {
+		req.Body = body
+		// A transport that rewinds the body on its own starts a try of its own.
+		req.GetBody = func() (io.ReadCloser, error) {
+			if b, ok := rb.next(); ok {
+				return b, nil
+			}
+			return nil, errNotReplayable
+		}
 	}
 	return req
 }

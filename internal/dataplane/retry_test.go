@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -22,9 +23,11 @@ import (
 // flaky is a backend whose first fails requests fail as mode says, as the conformance
 // suite's echo backend does with responseCode and succeedAfter; later ones are echoed.
 type flaky struct {
-	mode  string // "500", "503"...: that status; "reset": a TCP RST; "slow": no answer in time
+	mode  string // "500", "503"...: that status; "reset": a TCP RST; "reset-early": a TCP RST after the body's first KiB; "slow": no answer in time
 	fails int32
 	tries atomic.Int32
+	// reset, when not nil, is closed after the first reset.
+	reset chan struct{}
 }
 
 func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -32,15 +35,22 @@ func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		echoHandler("flaky")(w, r)
 		return
 	}
-	_, _ = io.Copy(io.Discard, r.Body)
+	if f.mode == "reset-early" {
+		_, _ = io.CopyN(io.Discard, r.Body, 1<<10)
+	} else {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}
 	switch f.mode {
-	case "reset":
+	case "reset", "reset-early":
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			panic(err)
 		}
 		_ = conn.(*net.TCPConn).SetLinger(0)
 		conn.Close()
+		if f.reset != nil && f.tries.Load() == 1 {
+			close(f.reset)
+		}
 	case "slow":
 		select {
 		case <-r.Context().Done():
@@ -74,6 +84,8 @@ func TestRetry(t *testing.T) {
 		tries   int32 // the backend's tries
 		// maxTries, when set, allows from tries to maxTries, for cases timed by the clock.
 		maxTries int32
+		// size is the body's size when length is -1.
+		size int
 	}{
 		// The cases of the HTTPRouteRetry conformance test.
 		{name: "500 succeeds after 2 retries", mode: "500", fails: 2, retry: ir.Retry{Codes: []int{500}, Attempts: 3}, want: 200, tries: 3},
@@ -96,13 +108,24 @@ func TestRetry(t *testing.T) {
 		{name: "small body replayed after reset", mode: "reset", fails: 1, retry: ir.Retry{Attempts: 1}, body: strings.NewReader(small), length: int64(len(small)), want: 200, tries: 2},
 		{name: "h2c body replayed", mode: "503", fails: 2, retry: ir.Retry{Codes: []int{503}, Attempts: 2}, h2c: true, body: strings.NewReader(small), length: int64(len(small)), want: 200, tries: 3},
 		{name: "h2c backend timeout retried", mode: "slow", fails: 1, retry: ir.Retry{Attempts: 1}, backend: 200 * time.Millisecond, h2c: true, want: 200, tries: 2},
-		{name: "chunked body not retried", mode: "500", fails: 1, retry: ir.Retry{Codes: []int{500}, Attempts: 1}, body: strings.NewReader(small), length: -1, want: 500, tries: 1},
+		{name: "chunked body replayed", mode: "500", fails: 1, retry: ir.Retry{Codes: []int{500}, Attempts: 1}, body: strings.NewReader(small), length: -1, want: 200, tries: 2, size: len(small)},
+		{name: "largest body replayed", mode: "500", fails: 2, retry: ir.Retry{Codes: []int{500}, Attempts: 2}, body: bytes.NewReader(make([]byte, maxReplayBody)), length: maxReplayBody, want: 200, tries: 3},
+		// The backend resets the connection after the body's first KiB, and the client
+		// sends the rest of its body only then: the retry sends the body from its first
+		// byte, then the rest as the client sends it.
+		{name: "body replayed after reset mid-body", mode: "reset-early", fails: 1, retry: ir.Retry{Attempts: 1}, body: strings.NewReader(strings.Repeat("x", 8<<10)), length: -1, want: 200, tries: 2, size: 40 << 10},
 		{name: "large body not retried", mode: "500", fails: 1, retry: ir.Retry{Codes: []int{500}, Attempts: 1}, body: bytes.NewReader(make([]byte, maxReplayBody+1)), length: maxReplayBody + 1, want: 500, tries: 1},
+		{name: "large chunked body not retried", mode: "500", fails: 1, retry: ir.Retry{Codes: []int{500}, Attempts: 1}, body: bytes.NewReader(make([]byte, 2*maxReplayBody)), length: -1, want: 500, tries: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := &flaky{mode: tc.mode, fails: tc.fails}
+			reqBody := tc.body
+			if tc.mode == "reset-early" {
+				f.reset = make(chan struct{})
+				reqBody = io.MultiReader(tc.body, &gated{gate: f.reset, r: strings.NewReader(strings.Repeat("y", 32<<10))})
+			}
 			b := backendOf(t, "flaky", newBackend(t, f))
 			if tc.h2c {
 				b = backendOf(t, "flaky", newH2CBackend(t, f))
@@ -114,7 +137,7 @@ func TestRetry(t *testing.T) {
 			g := startGateway(t, Options{}, simpleConfig(r))
 			req, err := http.NewRequest(http.MethodGet, g.URL+"/x", nil)
 			if tc.body != nil {
-				req, err = http.NewRequest(http.MethodPost, g.URL+"/x", io.NopCloser(tc.body))
+				req, err = http.NewRequest(http.MethodPost, g.URL+"/x", io.NopCloser(reqBody))
 				req.ContentLength = tc.length
 			}
 			if err != nil {
@@ -128,11 +151,30 @@ func TestRetry(t *testing.T) {
 				t.Errorf("backend tried %d times, want %d (to %d)", got, tc.tries, max(tc.tries, tc.maxTries))
 			}
 			if tc.body != nil && resp.StatusCode == 200 {
-				if s := decodeSeen(t, body); int64(s.BodySize) != tc.length {
-					t.Errorf("the backend got %d body bytes, want %d", s.BodySize, tc.length)
+				want := tc.length
+				if want < 0 {
+					want = int64(tc.size)
+				}
+				if s := decodeSeen(t, body); int64(s.BodySize) != want {
+					t.Errorf("the backend got %d body bytes, want %d", s.BodySize, want)
 				}
 			}
 		})
+	}
+}
+
+// gated reads r once gate is closed, or fails after a while.
+type gated struct {
+	gate <-chan struct{}
+	r    io.Reader
+}
+
+func (g *gated) Read(p []byte) (int, error) {
+	select {
+	case <-g.gate:
+		return g.r.Read(p)
+	case <-time.After(wait):
+		return 0, errors.New("the gate stayed closed")
 	}
 }
 

@@ -142,9 +142,9 @@ type Route struct {
 // tries and the waits between them; BackendTimeout bounds each try. The client gets the
 // last try's response, or the error of its failure.
 //
-// A request body is replayed from memory: a body is retried only when its length is
-// announced and at most 64 KiB, read whole before the first try; any other request with a
-// body is sent once.
+// A request body is replayed from memory, as Envoy's retry buffer: it streams to the
+// first try while up to 64 KiB of it are kept (any framing, chunked included); a body
+// that grows past that, or whose announced length is larger, is sent once.
 type Retry struct {
 	// Codes are the response statuses (400-599) retried, sorted; empty retries only
 	// connection failures and timeouts.
