@@ -62,7 +62,7 @@ func (t *translator) buildListener(l *listenerState) *ir.Listener {
 		Hostname:         l.hostname,
 		Certificates:     l.certs,
 		ClientValidation: l.client,
-		PreRouting:       t.preRouting(l),
+		PreRouting:       t.gatewayExtProc(l.gw, t.preRouting(l)),
 		VirtualHosts:     []*ir.VirtualHost{},
 	}
 	hosts := map[string][]*routeEntry{}
@@ -75,7 +75,7 @@ func (t *translator) buildListener(l *listenerState) *ir.Listener {
 			if len(rule.routes) == 0 {
 				continue
 			}
-			ext := t.postRouting(l, rs, rule)
+			ext := t.gatewayExtProc(l.gw, t.postRouting(l, rs, rule))
 			for j, tmpl := range rule.routes {
 				backends := t.gatewayBackends(l.gw, tmpl.Backends)
 				mirrors := t.gatewayMirrors(l.gw, tmpl.Mirrors)

@@ -243,6 +243,31 @@ func (t *translator) gatewayMirrors(gs *gatewayState, in []ir.Mirror) []ir.Mirro
 	return out
 }
 
+// gatewayExtProc is gatewayBackends for a processor: one reached over TLS because of a
+// BackendTLSPolicy is a backend of the Gateway too, and sees its client certificate.
+func (t *translator) gatewayExtProc(gs *gatewayState, ep *ir.ExtProc) *ir.ExtProc {
+	if ep == nil || ep.Backend == nil {
+		return ep
+	}
+	b := t.gatewayBackends(gs, []ir.WeightedBackend{{Backend: ep.Backend}})[0].Backend
+	if b == ep.Backend {
+		return ep
+	}
+	// One copy per processor and Gateway, as for backends: every route of the Gateway
+	// shares the copy, so the data plane keeps one processor connection for them all.
+	c := gs.extProcCopies[ep]
+	if c == nil {
+		cp := *ep
+		cp.Backend = b
+		c = &cp
+		if gs.extProcCopies == nil {
+			gs.extProcCopies = map[*ir.ExtProc]*ir.ExtProc{}
+		}
+		gs.extProcCopies[ep] = c
+	}
+	return c
+}
+
 // withClientCert returns a copy of TLS backend b presenting cert, or without endpoints
 // when cert is nil (the Gateway's certificate did not resolve).
 func withClientCert(b *ir.Backend, cert *ir.Certificate) *ir.Backend {

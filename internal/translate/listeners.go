@@ -39,6 +39,8 @@ type gatewayState struct {
 	backendCertBad *condState
 	// backendCopies are the Gateway's copies of TLS backends, with its certificate.
 	backendCopies map[*ir.Backend]*ir.Backend
+	// extProcCopies are the Gateway's copies of processors reached over TLS.
+	extProcCopies map[*ir.ExtProc]*ir.ExtProc
 	// sets are the ListenerSets attached to the Gateway, in the order of precedence of
 	// their listeners (oldest first).
 	sets []*listenerSetState
