@@ -13,6 +13,7 @@ type Metrics struct {
 	duration       *prometheus.HistogramVec
 	upstreamErrors *prometheus.CounterVec
 	retries        *prometheus.CounterVec
+	retryOverflows *prometheus.CounterVec
 	mirrors        *prometheus.CounterVec
 }
 
@@ -36,12 +37,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sluice_upstream_retries_total",
 			Help: "Upstream tries sent again by a route's retry policy, by route and the backend of the try retried.",
 		}, []string{"route", "backend"}),
+		retryOverflows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_upstream_retry_overflow_total",
+			Help: "Retries a route's retry policy asked for but the backend's retry budget refused (the failed try's answer went to the client), by route and backend.",
+		}, []string{"route", "backend"}),
 		mirrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_mirror_requests_total",
 			Help: "Request copies for a route's RequestMirror filters, by route, mirror backend and outcome (ok, failed, dropped, no_healthy_upstream, body_not_replayable).",
 		}, []string{"route", "backend", "outcome"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.retries, m.mirrors)
+	reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.retries, m.retryOverflows, m.mirrors)
 	return m
 }
 
@@ -131,6 +136,14 @@ func (m *Metrics) retried(ex *exchange) {
 		return
 	}
 	m.retries.WithLabelValues(ex.Route, ex.Backend).Inc()
+}
+
+// retryOverflow counts a retry the budget of ex's backend refused.
+func (m *Metrics) retryOverflow(ex *exchange) {
+	if m == nil {
+		return
+	}
+	m.retryOverflows.WithLabelValues(ex.Route, ex.Backend).Inc()
 }
 
 // mirrored counts a copy of a request of route for its mirror backend, by outcome.

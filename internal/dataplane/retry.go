@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gateway/sluice/internal/filter"
@@ -31,11 +32,14 @@ func (g *Gateway) serveRetrying(ex *exchange, rt *route, out *http.Request, rb *
 		retries = 0
 	}
 	base := ex.ctx
+	var hold budgetHold
+	defer hold.done()
 	for try := 0; ; try++ {
 		w, ok := rt.pickBackend()
 		if !ok || w.bal == nil {
 			return g.localReply(ex, errBackendNotResolved())
 		}
+		hold.try(&w.bal.budget)
 		ex.Backend = w.bal.backend.Name
 		ex.metrics = w.metrics
 		addr := w.bal.pick()
@@ -49,6 +53,10 @@ func (g *Gateway) serveRetrying(ex *exchange, rt *route, out *http.Request, rb *
 		resp, err := g.send(ex, w.bal, req)
 		again := try < retries && base.Err() == nil &&
 			(err == nil && slices.Contains(p.Codes, resp.StatusCode) || err != nil && retryable(err))
+		if again && !hold.retry(&w.bal.budget) {
+			g.metrics.retryOverflow(ex)
+			again = false
+		}
 		if again && rb != nil {
 			// Taken before the answer is dropped: a body that outgrew the limit during
 			// this try makes this try's answer the final one.
@@ -153,4 +161,71 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		}
 	}
 	return ctx.Err() == nil
+}
+
+// The retry budget, Envoy's defaults for one: the retries in flight to a backend may be
+// at most retryBudgetPercent of the requests in flight to it on routes that retry, and
+// never fewer than minRetryConcurrency. It keeps retries from multiplying the load on a
+// backend that fails under load: beyond it, the failed try's answer is the client's.
+const (
+	retryBudgetPercent  = 20
+	minRetryConcurrency = 3
+)
+
+// retryBudget counts, for one backend, the requests in flight on routes that retry and
+// the retries among them.
+type retryBudget struct {
+	active, retrying atomic.Int64
+}
+
+// acquire takes a retry from the budget; false when it is spent.
+func (b *retryBudget) acquire() bool {
+	limit := max(minRetryConcurrency, b.active.Load()*retryBudgetPercent/100)
+	if b.retrying.Add(1) > limit {
+		b.retrying.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (b *retryBudget) release() { b.retrying.Add(-1) }
+
+// budgetHold is what one request holds of its backends' budgets: its place among the
+// active requests of the backend of its current try, and the retry it was granted last.
+type budgetHold struct {
+	active, granted *retryBudget
+}
+
+// try moves the request's place to the budget of the backend of its next try.
+func (h *budgetHold) try(b *retryBudget) {
+	if h.active != b {
+		if h.active != nil {
+			h.active.active.Add(-1)
+		}
+		b.active.Add(1)
+		h.active = b
+	}
+}
+
+// retry takes a retry from b for the next try, giving back the one held before: that
+// try has ended.
+func (h *budgetHold) retry(b *retryBudget) bool {
+	if h.granted != nil {
+		h.granted.release()
+		h.granted = nil
+	}
+	if !b.acquire() {
+		return false
+	}
+	h.granted = b
+	return true
+}
+
+func (h *budgetHold) done() {
+	if h.active != nil {
+		h.active.active.Add(-1)
+	}
+	if h.granted != nil {
+		h.granted.release()
+	}
 }

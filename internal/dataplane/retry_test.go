@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sluice-gateway/sluice/internal/ir"
 )
@@ -289,5 +291,109 @@ func TestRetryObserved(t *testing.T) {
 	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	if want := `sluice_upstream_retries_total{backend="refused",route="r"} 2`; !strings.Contains(rec.Body.String(), want+"\n") {
 		t.Errorf("metrics lack %s:\n%s", want, rec.Body.String())
+	}
+}
+
+func TestRetryBudgetLimit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		active, retrying int64
+		want             bool
+	}{
+		{active: 0, retrying: 0, want: true},
+		{active: 1, retrying: 2, want: true},
+		{active: 10, retrying: 2, want: true},
+		{active: 10, retrying: 3, want: false}, // 20% of 10 is 2: the minimum, 3, applies
+		{active: 100, retrying: 19, want: true},
+		{active: 100, retrying: 20, want: false},
+		{active: 1000, retrying: 199, want: true},
+	}
+	for _, tc := range tests {
+		var b retryBudget
+		b.active.Store(tc.active)
+		b.retrying.Store(tc.retrying)
+		if got := b.acquire(); got != tc.want {
+			t.Errorf("%d active, %d retrying: acquire %v, want %v", tc.active, tc.retrying, got, tc.want)
+		}
+		if want := tc.retrying + map[bool]int64{true: 1}[tc.want]; b.retrying.Load() != want {
+			t.Errorf("%d active, %d retrying: %d retrying after, want %d", tc.active, tc.retrying, b.retrying.Load(), want)
+		}
+	}
+}
+
+// TestRetryBudget sends requests at once to a backend that fails each first try and
+// holds each retry: only minRetryConcurrency retries go out, the other requests get the
+// failed try's answer, and the refusals are counted.
+func TestRetryBudget(t *testing.T) {
+	t.Parallel()
+	const n = 10
+	release := make(chan struct{})
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var held atomic.Int32
+	backend := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		mu.Lock()
+		retry := seen[id]
+		seen[id] = true
+		mu.Unlock()
+		if !retry {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		held.Add(1)
+		select {
+		case <-release:
+		case <-time.After(wait):
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	r := prefixRoute("default/r/0/0", "/", backendOf(t, "flaky", backend))
+	r.Retry = &ir.Retry{Codes: []int{503}, Attempts: 1}
+	g := startGateway(t, Options{Metrics: NewMetrics(prometheus.NewRegistry())}, simpleConfig(r))
+	c := newClient(t)
+	codes := make(chan int, n)
+	for range n {
+		go func() {
+			resp, err := c.Get(g.URL + "/")
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	count := map[int]int{}
+	for range n - minRetryConcurrency {
+		select {
+		case code := <-codes:
+			count[code]++
+		case <-time.After(wait):
+			t.Fatalf("only %v answered before the held retries were released", count)
+		}
+	}
+	if count[503] != n-minRetryConcurrency {
+		t.Fatalf("before the release: answers %v, want %d × 503", count, n-minRetryConcurrency)
+	}
+	eventually(t, "the granted retries to reach the backend", func() bool { return held.Load() == minRetryConcurrency })
+	close(release)
+	for range minRetryConcurrency {
+		select {
+		case code := <-codes:
+			count[code]++
+		case <-time.After(wait):
+			t.Fatal("a released retry did not answer")
+		}
+	}
+	if count[200] != minRetryConcurrency {
+		t.Errorf("answers %v, want %d × 200 after the release", count, minRetryConcurrency)
+	}
+	var m dto.Metric
+	if err := g.metrics.retryOverflows.WithLabelValues("default/r/0/0", "flaky").Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != n-minRetryConcurrency {
+		t.Errorf("sluice_upstream_retry_overflow_total %v, want %d", got, n-minRetryConcurrency)
 	}
 }

@@ -153,6 +153,8 @@ type balancer struct {
 	// h1 is tr when it is the lean HTTP/1.1 client, which is called without a trace.
 	h1     *h1client.Client
 	scheme string
+	// budget bounds the retries of routes that retry to this backend.
+	budget retryBudget
 }
 
 func newBalancer(b *ir.Backend, u *Upstreams) (*balancer, error) {

@@ -144,7 +144,10 @@ type Route struct {
 //
 // A request body is replayed from memory, as Envoy's retry buffer: it streams to the
 // first try while up to 64 KiB of it are kept (any framing, chunked included); a body
-// that grows past that, or whose announced length is larger, is sent once.
+// that grows past that, or whose announced length is larger, is sent once. A retry
+// budget, Envoy's default one, bounds the retries in flight to a backend to 20% of the
+// requests in flight to it on routes that retry, and never fewer than 3; a retry beyond
+// it is not made (the failed try's answer is the client's).
 type Retry struct {
 	// Codes are the response statuses (400-599) retried, sorted; empty retries only
 	// connection failures and timeouts.
