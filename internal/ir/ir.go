@@ -99,11 +99,15 @@ type VirtualHost struct {
 	Routes []*Route `json:"routes"`
 }
 
-// Route is one match of one HTTPRoute rule, with everything needed to serve it.
+// Route is one match of one HTTPRoute or GRPCRoute rule, with everything needed to serve
+// it.
 type Route struct {
-	// Name is "namespace/route/rule/match", rule and match as indexes (or the rule name).
-	Name      string `json:"name"`
-	HTTPRoute string `json:"httpRoute"` // namespace/name
+	// Name is "namespace/route/rule/match", rule and match as indexes (or the rule name),
+	// prefixed with "grpc:" for a GRPCRoute.
+	Name string `json:"name"`
+	// HTTPRoute or GRPCRoute is the route's namespace/name.
+	HTTPRoute string `json:"httpRoute,omitempty"`
+	GRPCRoute string `json:"grpcRoute,omitempty"`
 	RuleIndex int    `json:"ruleIndex"`
 	RuleName  string `json:"ruleName,omitempty"`
 

@@ -84,7 +84,12 @@ func (t *translator) buildListener(l *listenerState) *ir.Listener {
 					r.ExtProc = ext
 					r.Backends = backends
 					r.Mirrors = mirrors
+					var gr *grpcRank
+					if rk, ok := rule.grpcRanks[tmpl]; ok {
+						gr = &rk
+					}
 					hosts[h] = append(hosts[h], &routeEntry{
+						grpc:       gr,
 						r:          &r,
 						created:    rs.route.CreationTimestamp,
 						namespace:  rs.key.Namespace,

@@ -23,6 +23,7 @@ type golden struct {
 	Config     *ir.Config     `json:"config"`
 	Gateways   map[string]any `json:"gateways,omitempty"`
 	HTTPRoutes map[string]any `json:"httpRoutes,omitempty"`
+	GRPCRoutes map[string]any `json:"grpcRoutes,omitempty"`
 	Policies   map[string]any `json:"policies,omitempty"`
 	BackendTLS map[string]any `json:"backendTLSPolicies,omitempty"`
 	// ListenerSets is left out when there are none, so older goldens need no entry.
@@ -92,6 +93,12 @@ func render(t *testing.T, r *translate.Result) []byte {
 	}
 	for k, v := range r.HTTPRoutes {
 		g.HTTPRoutes[k.String()] = v
+	}
+	for k, v := range r.GRPCRoutes {
+		if g.GRPCRoutes == nil {
+			g.GRPCRoutes = map[string]any{}
+		}
+		g.GRPCRoutes[k.String()] = v
 	}
 	for k, v := range r.BackendTLSPolicies {
 		if g.BackendTLS == nil {

@@ -226,11 +226,14 @@ func (t *translator) validateListener(l *listenerState) {
 	}
 }
 
-// listenerKinds checks allowedRoutes.kinds: HTTPRoute is the only route kind served.
+// listenerKinds checks allowedRoutes.kinds: HTTP and HTTPS listeners serve HTTPRoutes
+// and GRPCRoutes.
 func (t *translator) listenerKinds(l *listenerState) {
-	httpRoute := gwv1.RouteGroupKind{Group: ptr(gwv1.Group(gwv1.GroupName)), Kind: KindHTTPRoute}
+	kind := func(k string) gwv1.RouteGroupKind {
+		return gwv1.RouteGroupKind{Group: ptr(gwv1.Group(gwv1.GroupName)), Kind: gwv1.Kind(k)}
+	}
 	if l.spec.AllowedRoutes == nil || len(l.spec.AllowedRoutes.Kinds) == 0 {
-		l.supportedKinds = []gwv1.RouteGroupKind{httpRoute}
+		l.supportedKinds = []gwv1.RouteGroupKind{kind(KindHTTPRoute), kind(KindGRPCRoute)}
 		return
 	}
 	for i, k := range l.spec.AllowedRoutes.Kinds {
@@ -238,12 +241,12 @@ func (t *translator) listenerKinds(l *listenerState) {
 		if k.Group != nil {
 			group = string(*k.Group)
 		}
-		if group == gwv1.GroupName && k.Kind == KindHTTPRoute {
-			l.supportedKinds = append(l.supportedKinds, httpRoute)
+		if group == gwv1.GroupName && (k.Kind == KindHTTPRoute || k.Kind == KindGRPCRoute) {
+			l.supportedKinds = append(l.supportedKinds, kind(string(k.Kind)))
 			continue
 		}
 		c := t.listenerProblem(l, fmt.Sprintf(".allowedRoutes.kinds[%d]", i), string(gwv1.ListenerReasonInvalidRouteKinds),
-			fmt.Sprintf("route kind %s/%s is not supported, expected %s/HTTPRoute", group, k.Kind, gwv1.GroupName))
+			fmt.Sprintf("route kind %s/%s is not supported, expected %s/HTTPRoute or GRPCRoute", group, k.Kind, gwv1.GroupName))
 		if l.unresolved == nil {
 			l.unresolved = c
 		}

@@ -3,6 +3,7 @@ package translate
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -52,6 +53,19 @@ const (
 // slotKey names an attachment point: level, namespace/name of the target, section.
 func slotKey(level string, k types.NamespacedName, section string) string {
 	return level + "|" + k.String() + "|" + section
+}
+
+// routeSlot is the slot of a route of kind (the whole route when rule is ""): a
+// GRPCRoute's slots differ from those of an HTTPRoute of the same name.
+func routeSlot(kind string, k types.NamespacedName, rule string) string {
+	level := levelRoute
+	if rule != "" {
+		level = levelRule
+	}
+	if kind == KindGRPCRoute {
+		level = "grpc" + level
+	}
+	return slotKey(level, k, rule)
 }
 
 // slotPhase is the key of the policies competing for one attachment point and phase.
@@ -149,10 +163,10 @@ func (t *translator) resolveTargets(ps *policyState) {
 		if ref.SectionName != nil {
 			ts.section = string(*ref.SectionName)
 		}
-		if string(ref.Group) != gwv1.GroupName || (ref.Kind != KindGateway && ref.Kind != KindHTTPRoute) {
+		if string(ref.Group) != gwv1.GroupName || (ref.Kind != KindGateway && ref.Kind != KindHTTPRoute && ref.Kind != KindGRPCRoute) {
 			ts.failed = t.policyProblem(ps, f, string(gwv1.PolicyReasonInvalid),
-				fmt.Sprintf("target kind %s is not supported, expected %s/Gateway or %s/HTTPRoute",
-					groupKind(string(ref.Group), string(ref.Kind)), gwv1.GroupName, gwv1.GroupName))
+				fmt.Sprintf("target kind %s is not supported, expected %s/Gateway, HTTPRoute or GRPCRoute",
+					groupKind(string(ref.Group), string(ref.Kind)), gwv1.GroupName))
 			continue
 		}
 		if ref.Kind == KindGateway {
@@ -174,20 +188,21 @@ func (t *translator) resolveTargets(ps *policyState) {
 			}
 			continue
 		}
-		ts.route = t.routeByName[k]
+		kind := string(ref.Kind)
+		ts.route = t.routeByName[routeRef{kind, k}]
 		switch {
 		case ts.route == nil:
-			ts.failed = t.policyProblem(ps, f, string(gwv1.PolicyReasonTargetNotFound), fmt.Sprintf("httproute %s not found", k))
+			ts.failed = t.policyProblem(ps, f, string(gwv1.PolicyReasonTargetNotFound), fmt.Sprintf("%s %s not found", strings.ToLower(kind), k))
 		case ps.phase == v1alpha1.PhasePreRouting:
 			ts.failed = t.policyProblem(ps, f, string(gwv1.PolicyReasonInvalid),
 				"phase PreRouting applies to Gateway targets only: the route is not known before routing")
 		case ts.section == "":
-			ts.slot = slotKey(levelRoute, k, "")
+			ts.slot = routeSlot(kind, k, "")
 		case !hasRule(ts.route, ts.section):
 			ts.failed = t.policyProblem(ps, f+".sectionName", string(gwv1.PolicyReasonTargetNotFound),
-				fmt.Sprintf("httproute %s has no rule named %q", k, ts.section))
+				fmt.Sprintf("%s %s has no rule named %q", strings.ToLower(kind), k, ts.section))
 		default:
-			ts.slot = slotKey(levelRule, k, ts.section)
+			ts.slot = routeSlot(kind, k, ts.section)
 		}
 	}
 }
@@ -228,9 +243,9 @@ func (t *translator) winner(phase v1alpha1.Phase, slots ...string) *ir.ExtProc {
 func (t *translator) postRouting(l *listenerState, rs *routeState, rule *ruleState) *ir.ExtProc {
 	var slots []string
 	if rule.name != "" {
-		slots = append(slots, slotKey(levelRule, rs.key, rule.name))
+		slots = append(slots, routeSlot(rs.kind, rs.key, rule.name))
 	}
-	slots = append(slots, slotKey(levelRoute, rs.key, ""))
+	slots = append(slots, routeSlot(rs.kind, rs.key, ""))
 	slots = append(slots, listenerSlots(l)...)
 	return t.winner(v1alpha1.PhasePostRouting, slots...)
 }

@@ -15,6 +15,8 @@ type routeEntry struct {
 	name       string
 	ruleIndex  int
 	matchIndex int
+	// grpc is set for a GRPCRoute's route, ranked as the GRPCRouteRule doc says.
+	grpc *grpcRank
 }
 
 // pathRank orders path match types: Exact first, then RegularExpression, then PathPrefix.
@@ -37,6 +39,9 @@ func pathRank(t ir.PathMatchType) int {
 // alphabetically; within one, rule order, then match order.
 func routeLess(a, b *routeEntry) bool {
 	ma, mb := &a.r.Match, &b.r.Match
+	if a.grpc != nil && b.grpc != nil {
+		return grpcLess(a, b)
+	}
 	if ra, rb := pathRank(ma.PathType), pathRank(mb.PathType); ra != rb {
 		return ra < rb
 	}
@@ -52,6 +57,29 @@ func routeLess(a, b *routeEntry) bool {
 	if len(ma.Query) != len(mb.Query) {
 		return len(ma.Query) > len(mb.Query)
 	}
+	return tieLess(a, b)
+}
+
+// grpcLess is routeLess for two GRPCRoute routes, per the GRPCRouteRule doc: the most
+// characters in the service, then in the method, then the most header matches; then as
+// for HTTPRoutes. (An HTTPRoute and a GRPCRoute never share a virtual host.)
+func grpcLess(a, b *routeEntry) bool {
+	if a.grpc.service != b.grpc.service {
+		return a.grpc.service > b.grpc.service
+	}
+	if a.grpc.method != b.grpc.method {
+		return a.grpc.method > b.grpc.method
+	}
+	if ha, hb := len(a.r.Match.Headers), len(b.r.Match.Headers); ha != hb {
+		return ha > hb
+	}
+	return tieLess(a, b)
+}
+
+// tieLess breaks ties between routes of equal matches: the oldest route, then by
+// namespace/name, then rule order, then match order.
+func tieLess(a, b *routeEntry) bool {
+	ma, mb := &a.r.Match, &b.r.Match
 	if !a.created.Equal(&b.created) {
 		return a.created.Before(&b.created)
 	}

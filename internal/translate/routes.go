@@ -12,9 +12,16 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
-// routeState is one HTTPRoute and what translation found out about it.
+// routeState is one HTTPRoute or GRPCRoute and what translation found out about it.
 type routeState struct {
-	route     *gwv1.HTTPRoute
+	// kind is KindHTTPRoute or KindGRPCRoute; route is the HTTPRoute, or the one a
+	// GRPCRoute amounts to (see lowerGRPCRoute).
+	kind  string
+	route *gwv1.HTTPRoute
+	// lowered are the problems lowerGRPCRoute found in the rules, and grpcRanks the
+	// precedence of each valid match, by rule index.
+	lowered   map[int][]ruleFailure
+	grpcRanks map[int][]grpcRank
 	key       types.NamespacedName
 	hostnames []string
 	// badHostnames, when set, keeps the route from attaching anywhere: serving it on
@@ -42,15 +49,23 @@ type attachment struct {
 	hostnames []string
 }
 
-// translateRoutes compiles every HTTPRoute's rules and attaches it to the listeners its
-// parentRefs select.
+// translateRoutes compiles every HTTPRoute's and GRPCRoute's rules and attaches it to
+// the listeners its parentRefs select, oldest first: of an HTTPRoute and a GRPCRoute that
+// claim one hostname on one listener, the older gets it.
 func (t *translator) translateRoutes() {
-	routes := append([]*gwv1.HTTPRoute(nil), t.res.HTTPRoutes...)
-	sort.Slice(routes, func(i, j int) bool { return olderFirst(routes[i], routes[j]) })
-	for _, r := range routes {
-		rs := &routeState{route: r, key: key(r)}
+	var states []*routeState
+	for _, r := range t.res.HTTPRoutes {
+		states = append(states, &routeState{kind: KindHTTPRoute, route: r, key: key(r)})
+	}
+	for _, g := range t.res.GRPCRoutes {
+		h, lowered, ranks := lowerGRPCRoute(g)
+		states = append(states, &routeState{kind: KindGRPCRoute, route: h, lowered: lowered, grpcRanks: ranks, key: key(g)})
+	}
+	sort.SliceStable(states, func(i, j int) bool { return olderFirst(states[i].route, states[j].route) })
+	for _, rs := range states {
+		r := rs.route
 		t.routeStates = append(t.routeStates, rs)
-		t.routeByName[rs.key] = rs
+		t.routeByName[routeRef{rs.kind, rs.key}] = rs
 		t.routeHostnames(rs)
 		t.compileRules(rs)
 		for i := range r.Spec.ParentRefs {
@@ -61,7 +76,7 @@ func (t *translator) translateRoutes() {
 
 // routeProblem records a problem on route rs and returns the failed condition.
 func (t *translator) routeProblem(rs *routeState, field, reason, msg string) *condState {
-	return &condState{reason: reason, msg: t.problem(KindHTTPRoute, rs.key.Namespace, rs.key.Name, field, msg)}
+	return &condState{reason: reason, msg: t.problem(rs.kind, rs.key.Namespace, rs.key.Name, field, msg)}
 }
 
 func (t *translator) routeHostnames(rs *routeState) {
@@ -99,7 +114,7 @@ func (t *translator) attachParent(rs *routeState, i int) {
 		// Another kind of parent (a Service for a mesh, say) is not ours to report on,
 		// except in file mode where nobody else reads these files.
 		if t.opts.AllGatewayClasses {
-			t.problem(KindHTTPRoute, rs.key.Namespace, rs.key.Name, field,
+			t.problem(rs.kind, rs.key.Namespace, rs.key.Name, field,
 				fmt.Sprintf("parent kind %s is not supported, expected %s/Gateway", groupKind(string(*ref.Group), string(*ref.Kind)), gwv1.GroupName))
 		}
 		return
@@ -178,28 +193,42 @@ func (t *translator) attachListeners(rs *routeState, ps *parentState, parent str
 
 	var allowed []*listenerState
 	for _, l := range candidates {
-		if t.listenerAllows(l, rs.key.Namespace) {
+		if t.listenerAllows(l, rs.kind, rs.key.Namespace) {
 			allowed = append(allowed, l)
 		}
 	}
 	if len(allowed) == 0 {
 		ps.accepted = t.routeProblem(rs, field, string(gwv1.RouteReasonNotAllowedByListeners),
-			fmt.Sprintf("no listener of %s%s allows HTTPRoutes from namespace %s", parent, describeSection(ref), rs.key.Namespace))
+			fmt.Sprintf("no listener of %s%s allows %ss from namespace %s", parent, describeSection(ref), rs.kind, rs.key.Namespace))
 		return
 	}
 
-	attached := 0
+	attached, matched := 0, 0
+	var conflict *attachment
 	for _, l := range allowed {
 		hosts := effectiveHostnames(l.hostname, rs.hostnames)
 		if len(hosts) == 0 {
 			continue
 		}
+		matched++
+		if c := otherKindOverlap(l, rs, hosts); c != nil {
+			conflict = c
+			continue
+		}
 		attached++
 		t.attach(l, rs, hosts)
 	}
-	if attached == 0 {
+	if matched == 0 {
 		ps.accepted = t.routeProblem(rs, field, string(gwv1.RouteReasonNoMatchingListenerHostname),
 			fmt.Sprintf("no hostname of the route intersects the hostname of a listener of %s%s", parent, describeSection(ref)))
+		return
+	}
+	if attached == 0 {
+		// The Gateway API: of an HTTPRoute and a GRPCRoute sharing a hostname on a
+		// listener, exactly one is accepted, the older (routes attach oldest first).
+		ps.accepted = t.routeProblem(rs, field, string(gwv1.RouteReasonNotAllowedByListeners),
+			fmt.Sprintf("the listener's hostnames %v are already served by %s %s, which is older; an HTTPRoute and a GRPCRoute cannot share a hostname on a listener",
+				conflict.hostnames, conflict.route.kind, conflict.route.key))
 		return
 	}
 	switch {
@@ -208,6 +237,37 @@ func (t *translator) attachListeners(rs *routeState, ps *parentState, parent str
 	case rs.validRules == 0 && rs.invalidRule != nil:
 		ps.accepted = rs.invalidRule
 	}
+}
+
+// otherKindOverlap returns a route of the other kind (HTTPRoute, GRPCRoute) already
+// attached to l on a hostname that hosts overlap, or nil.
+func otherKindOverlap(l *listenerState, rs *routeState, hosts []string) *attachment {
+	for _, a := range l.attachments {
+		if a.route.kind == rs.kind {
+			continue
+		}
+		for _, h := range hosts {
+			for _, o := range a.hostnames {
+				if hostsOverlap(h, o) {
+					return a
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// hostsOverlap reports whether some request host can match both a and b, hostnames of
+// routes on one listener ("" matches every host).
+func hostsOverlap(a, b string) bool {
+	if a == "" || b == "" {
+		return true
+	}
+	_, ok := intersectHostname(a, b)
+	if !ok {
+		_, ok = intersectHostname(b, a)
+	}
+	return ok
 }
 
 // attach adds rs to listener l with hostnames hosts, once: a route whose parentRefs select
@@ -253,12 +313,12 @@ func describeSection(ref gwv1.ParentReference) string {
 	return " " + strings.Join(parts, " ")
 }
 
-// listenerAllows reports whether listener l accepts HTTPRoutes from namespace ns.
-func (t *translator) listenerAllows(l *listenerState, ns string) bool {
+// listenerAllows reports whether listener l accepts routes of kind from namespace ns.
+func (t *translator) listenerAllows(l *listenerState, kind, ns string) bool {
 	// supportedKinds is empty for unsupported protocols, so no route attaches there.
 	kindOK := false
 	for _, k := range l.supportedKinds {
-		if k.Kind == KindHTTPRoute {
+		if string(k.Kind) == kind {
 			kindOK = true
 		}
 	}

@@ -19,6 +19,8 @@ type ruleState struct {
 	name   string
 	field  string
 	routes []*ir.Route
+	// grpcRanks are the precedence of a GRPCRoute rule's routes (see grpcRank).
+	grpcRanks map[*ir.Route]grpcRank
 }
 
 // ruleErrors collects the failures of one rule.
@@ -31,7 +33,7 @@ type ruleErrors struct {
 
 // fail records a problem that invalidates the rule.
 func (e *ruleErrors) fail(field, reason, msg string) {
-	m := e.t.problem(KindHTTPRoute, e.rs.key.Namespace, e.rs.key.Name, field, msg)
+	m := e.t.problem(e.rs.kind, e.rs.key.Namespace, e.rs.key.Name, field, msg)
 	if e.reason == "" {
 		e.reason, e.msg = reason, m
 	}
@@ -39,7 +41,7 @@ func (e *ruleErrors) fail(field, reason, msg string) {
 
 // warn records a problem that leaves the rule served (an ignored field).
 func (e *ruleErrors) warn(field, msg string) {
-	e.t.problem(KindHTTPRoute, e.rs.key.Namespace, e.rs.key.Name, field, msg)
+	e.t.problem(e.rs.kind, e.rs.key.Namespace, e.rs.key.Name, field, msg)
 }
 
 // compileRules turns each rule of rs into routes, or records why it cannot be served.
@@ -57,6 +59,9 @@ func (t *translator) compileRules(rs *routeState) {
 		st := &ruleState{index: i, field: fmt.Sprintf("spec.rules[%d]", i)}
 		rs.rules = append(rs.rules, st)
 		errs := &ruleErrors{t: t, rs: rs}
+		for _, f := range rs.lowered[i] {
+			errs.fail(f.field, f.reason, f.msg)
+		}
 		if rule.Name != nil {
 			st.name = string(*rule.Name)
 			if names[st.name] {
@@ -80,6 +85,16 @@ func (t *translator) compileRules(rs *routeState) {
 			r.Match = m
 			r.Name = routeName(rs, st, j)
 			routes = append(routes, &r)
+			if rs.kind == KindGRPCRoute {
+				if st.grpcRanks == nil {
+					st.grpcRanks = map[*ir.Route]grpcRank{}
+				}
+				var rk grpcRank // a rule without matches matches every call
+				if j < len(rs.grpcRanks[i]) {
+					rk = rs.grpcRanks[i][j]
+				}
+				st.grpcRanks[&r] = rk
+			}
 		}
 		if errs.reason != "" {
 			if rs.invalidRule == nil {
@@ -98,16 +113,21 @@ func routeName(rs *routeState, st *ruleState, match int) string {
 	if st.name != "" {
 		rule = st.name
 	}
-	return fmt.Sprintf("%s/%s/%s/%d", rs.key.Namespace, rs.key.Name, rule, match)
+	name := fmt.Sprintf("%s/%s/%s/%d", rs.key.Namespace, rs.key.Name, rule, match)
+	if rs.kind == KindGRPCRoute {
+		name = "grpc:" + name
+	}
+	return name
 }
 
 // compileRuleBody builds everything of a rule's routes but the match: filters, timeouts
 // and backends.
 func (t *translator) compileRuleBody(rs *routeState, st *ruleState, rule *gwv1.HTTPRouteRule, errs *ruleErrors) *ir.Route {
-	r := &ir.Route{
-		HTTPRoute: rs.key.String(),
-		RuleIndex: st.index,
-		RuleName:  st.name,
+	r := &ir.Route{RuleIndex: st.index, RuleName: st.name}
+	if rs.kind == KindGRPCRoute {
+		r.GRPCRoute = rs.key.String()
+	} else {
+		r.HTTPRoute = rs.key.String()
 	}
 	compileFilters(rule, st.field, r, errs)
 	t.compileMirrors(rs, st, rule, r, errs)
@@ -136,7 +156,7 @@ func (t *translator) compileRuleBody(rs *routeState, st *ruleState, rule *gwv1.H
 // backendRefs like the rule's own. A mirror whose backendRef does not resolve is dropped,
 // as the API requires, and makes the route's ResolvedRefs false; the rule still serves.
 func (t *translator) compileMirrors(rs *routeState, st *ruleState, rule *gwv1.HTTPRouteRule, r *ir.Route, errs *ruleErrors) {
-	from := referrer{group: gwv1.GroupName, kind: KindHTTPRoute, namespace: rs.key.Namespace}
+	from := referrer{group: gwv1.GroupName, kind: rs.kind, namespace: rs.key.Namespace}
 	for i := range rule.Filters {
 		f := rule.Filters[i].RequestMirror
 		if rule.Filters[i].Type != gwv1.HTTPRouteFilterRequestMirror || f == nil {
@@ -165,7 +185,7 @@ func (t *translator) compileMirrors(rs *routeState, st *ruleState, rule *gwv1.HT
 // does not resolve keeps its weight with a nil Backend, so the data plane answers 500 for
 // its share; a rule with no backend at all answers 500 for every request.
 func (t *translator) compileBackends(rs *routeState, st *ruleState, rule *gwv1.HTTPRouteRule, r *ir.Route, errs *ruleErrors) {
-	from := referrer{group: gwv1.GroupName, kind: KindHTTPRoute, namespace: rs.key.Namespace}
+	from := referrer{group: gwv1.GroupName, kind: rs.kind, namespace: rs.key.Namespace}
 	for k, ref := range rule.BackendRefs {
 		field := fmt.Sprintf("%s.backendRefs[%d]", st.field, k)
 		weight := int32(1)
@@ -190,6 +210,13 @@ func (t *translator) compileBackends(rs *routeState, st *ruleState, rule *gwv1.H
 		}
 		if weight == 0 {
 			continue // no share of the traffic
+		}
+		if b != nil && rs.kind == KindGRPCRoute && b.Protocol == ir.UpstreamHTTP1 {
+			// gRPC needs HTTP/2: cleartext with prior knowledge unless the backend
+			// asks for TLS (which offers h2 by ALPN).
+			h2c := *b
+			h2c.Protocol = ir.UpstreamH2C
+			b = &h2c
 		}
 		wb.Backend = b
 		r.Backends = append(r.Backends, wb)

@@ -149,7 +149,7 @@ func (t *translator) writeRouteStatuses() {
 			continue
 		}
 		gen := rs.route.Generation
-		st := &gwv1.HTTPRouteStatus{RouteStatus: gwv1.RouteStatus{Parents: []gwv1.RouteParentStatus{}}}
+		st := gwv1.RouteStatus{Parents: []gwv1.RouteParentStatus{}}
 		for _, ps := range rs.parents {
 			conds := []metav1.Condition{
 				condition(string(gwv1.RouteConditionAccepted), gen, ps.accepted, string(gwv1.RouteReasonAccepted), "Route accepted"),
@@ -168,7 +168,11 @@ func (t *translator) writeRouteStatuses() {
 				Conditions:     conds,
 			})
 		}
-		t.result.HTTPRoutes[rs.key] = st
+		if rs.kind == KindGRPCRoute {
+			t.result.GRPCRoutes[rs.key] = &gwv1.GRPCRouteStatus{RouteStatus: st}
+		} else {
+			t.result.HTTPRoutes[rs.key] = &gwv1.HTTPRouteStatus{RouteStatus: st}
+		}
 	}
 }
 

@@ -67,7 +67,7 @@ type translator struct {
 	setByName    map[types.NamespacedName]*listenerSetState
 	// routeStates are the HTTPRoutes in the same order.
 	routeStates []*routeState
-	routeByName map[types.NamespacedName]*routeState
+	routeByName map[routeRef]*routeState
 	policies    []*policyState
 	// slots maps an attachment point and phase (see slotPhase) to its winning policy.
 	slots map[string]*policyState
@@ -100,12 +100,13 @@ func newTranslator(r *Resources, o Options) *translator {
 		namespaces:  map[string]*corev1.Namespace{},
 		gwByName:    map[types.NamespacedName]*gatewayState{},
 		setByName:   map[types.NamespacedName]*listenerSetState{},
-		routeByName: map[types.NamespacedName]*routeState{},
+		routeByName: map[routeRef]*routeState{},
 		policyTLS:   map[*ir.Backend]bool{},
 		result: &Result{
 			Config:             &ir.Config{Ports: []*ir.Port{}},
 			Gateways:           map[types.NamespacedName]*gwv1.GatewayStatus{},
 			HTTPRoutes:         map[types.NamespacedName]*gwv1.HTTPRouteStatus{},
+			GRPCRoutes:         map[types.NamespacedName]*gwv1.GRPCRouteStatus{},
 			Policies:           map[types.NamespacedName]*gwv1.PolicyStatus{},
 			BackendTLSPolicies: map[types.NamespacedName]*gwv1.PolicyStatus{},
 			ListenerSets:       map[types.NamespacedName]*gwv1.ListenerSetStatus{},
@@ -149,6 +150,12 @@ func newTranslator(r *Resources, o Options) *translator {
 	}
 	t.grants = append(t.grants, r.ReferenceGrants...)
 	return t
+}
+
+// routeRef names a route: an HTTPRoute and a GRPCRoute may share a namespace/name.
+type routeRef struct {
+	kind string
+	key  types.NamespacedName
 }
 
 // key is the namespace/name of an object.

@@ -25,6 +25,7 @@ const (
 	KindGatewayClass   = "GatewayClass"
 	KindGateway        = "Gateway"
 	KindHTTPRoute      = "HTTPRoute"
+	KindGRPCRoute      = "GRPCRoute"
 	KindReferenceGrant = "ReferenceGrant"
 	KindBackend        = "Backend"
 	KindTrafficPolicy  = "TrafficPolicy"
@@ -62,8 +63,10 @@ type Resources struct {
 	GatewayClasses []*gwv1.GatewayClass
 	Gateways       []*gwv1.Gateway
 	// ListenerSets add listeners to the Gateways whose spec.allowedListeners admit them.
-	ListenerSets    []*gwv1.ListenerSet
-	HTTPRoutes      []*gwv1.HTTPRoute
+	ListenerSets []*gwv1.ListenerSet
+	HTTPRoutes   []*gwv1.HTTPRoute
+	// GRPCRoutes are served as the HTTPRoutes they amount to (see lowerGRPCRoute).
+	GRPCRoutes      []*gwv1.GRPCRoute
 	ReferenceGrants []*gwv1beta1.ReferenceGrant
 	Backends        []*v1alpha1.Backend
 	TrafficPolicies []*v1alpha1.TrafficPolicy
@@ -159,6 +162,7 @@ type Result struct {
 	// keyed by namespace/name. Condition times are left zero: the status writer sets them.
 	Gateways   map[types.NamespacedName]*gwv1.GatewayStatus   `json:"gateways,omitempty"`
 	HTTPRoutes map[types.NamespacedName]*gwv1.HTTPRouteStatus `json:"httpRoutes,omitempty"`
+	GRPCRoutes map[types.NamespacedName]*gwv1.GRPCRouteStatus `json:"grpcRoutes,omitempty"`
 	Policies   map[types.NamespacedName]*gwv1.PolicyStatus    `json:"policies,omitempty"`
 	// BackendTLSPolicies holds the status of every BackendTLSPolicy a served Gateway uses.
 	BackendTLSPolicies map[types.NamespacedName]*gwv1.PolicyStatus `json:"backendTLSPolicies,omitempty"`
@@ -179,13 +183,14 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 		Config       *ir.Config                         `json:"config"`
 		Gateways     map[string]*gwv1.GatewayStatus     `json:"gateways,omitempty"`
 		HTTPRoutes   map[string]*gwv1.HTTPRouteStatus   `json:"httpRoutes,omitempty"`
+		GRPCRoutes   map[string]*gwv1.GRPCRouteStatus   `json:"grpcRoutes,omitempty"`
 		Policies     map[string]*gwv1.PolicyStatus      `json:"policies,omitempty"`
 		BackendTLS   map[string]*gwv1.PolicyStatus      `json:"backendTLSPolicies,omitempty"`
 		ListenerSets map[string]*gwv1.ListenerSetStatus `json:"listenerSets,omitempty"`
 		Problems     []Problem                          `json:"problems,omitempty"`
 	}
 	v := view{Config: r.Config, Problems: r.Problems,
-		Gateways: stringKeys(r.Gateways), HTTPRoutes: stringKeys(r.HTTPRoutes), Policies: stringKeys(r.Policies),
+		Gateways: stringKeys(r.Gateways), HTTPRoutes: stringKeys(r.HTTPRoutes), GRPCRoutes: stringKeys(r.GRPCRoutes), Policies: stringKeys(r.Policies),
 		BackendTLS: stringKeys(r.BackendTLSPolicies), ListenerSets: stringKeys(r.ListenerSets)}
 	return json.Marshal(v)
 }

@@ -60,6 +60,13 @@ var (
 				h.Namespace = ns
 				r.HTTPRoutes = append(r.HTTPRoutes, h)
 			}},
+		groupGateway + "/GRPCRoute": {namespaced: true,
+			newObj: func() any { return &gwv1.GRPCRoute{} },
+			add: func(r *translate.Resources, o any, ns string) {
+				g := o.(*gwv1.GRPCRoute)
+				g.Namespace = ns
+				r.GRPCRoutes = append(r.GRPCRoutes, g)
+			}},
 		groupGateway + "/ListenerSet": {namespaced: true,
 			newObj: func() any { return &gwv1.ListenerSet{} },
 			add: func(r *translate.Resources, o any, ns string) {
