@@ -147,7 +147,7 @@ func TestCRDsCarryTheCELRules(t *testing.T) {
 	want := map[string][]string{
 		"Backend": {"tls is only used with appProtocol https"},
 		"TrafficPolicy": {
-			"targetRefs must name gateway.networking.k8s.io Gateways or HTTPRoutes",
+			"targetRefs must name gateway.networking.k8s.io Gateways, HTTPRoutes or GRPCRoutes",
 			"phase PreRouting applies to Gateway targets only: the route is not known before routing",
 			"backendRef is required unless disabled is true",
 			"failureMode FailOpen cannot be combined with a FullDuplexStreamed body mode",
@@ -265,6 +265,7 @@ func TestTrafficPolicyValidation(t *testing.T) {
 	}{
 		{"documented example", gw + ep(""), ""},
 		{"route rule target", route + ep(""), ""},
+		{"GRPCRoute target", "  targetRefs: [{group: gateway.networking.k8s.io, kind: GRPCRoute, name: g}]\n" + ep(""), ""},
 		{"everything set", gw + ep(`      failureMode: FailClosed
       statusOnError: 503
       messageTimeout: 1.5s
@@ -285,8 +286,8 @@ func TestTrafficPolicyValidation(t *testing.T) {
 		{"disabled without backendRef", gw + "  traffic:\n    extProc: {disabled: true}\n", ""},
 		{"no targets", "  targetRefs: []\n" + ep(""), "should have at least 1 items"},
 		{"missing targetRefs", ep(""), "targetRefs: Required value"},
-		{"Service target", "  targetRefs: [{group: '', kind: Service, name: s}]\n" + ep(""), "Gateways or HTTPRoutes"},
-		{"other group", "  targetRefs: [{group: example.com, kind: Gateway, name: s}]\n" + ep(""), "Gateways or HTTPRoutes"},
+		{"Service target", "  targetRefs: [{group: '', kind: Service, name: s}]\n" + ep(""), "Gateways, HTTPRoutes or GRPCRoutes"},
+		{"other group", "  targetRefs: [{group: example.com, kind: Gateway, name: s}]\n" + ep(""), "Gateways, HTTPRoutes or GRPCRoutes"},
 		{"PreRouting on a route", route + ep("    phase: PreRouting\n"), "PreRouting applies to Gateway targets only"},
 		{"PreRouting on a Gateway and a route", "  targetRefs:\n  - {group: gateway.networking.k8s.io, kind: Gateway, name: gw}\n  - {group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}\n" + ep("    phase: PreRouting\n"), "PreRouting applies to Gateway targets only"},
 		{"unknown phase", gw + ep("    phase: Early\n"), "Unsupported value: \"Early\""},
@@ -658,11 +659,11 @@ func TestDeployRBACIsLeastPrivilege(t *testing.T) {
 		}
 	}
 	read := []string{"get", "list", "watch"}
-	add("gateway.networking.k8s.io", []string{"gatewayclasses", "gateways", "httproutes", "referencegrants", "backendtlspolicies", "listenersets"}, read)
+	add("gateway.networking.k8s.io", []string{"gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants", "backendtlspolicies", "listenersets"}, read)
 	add("gateway.sluice.dev", []string{"backends", "trafficpolicies"}, read)
 	add("", []string{"services", "secrets", "configmaps", "namespaces"}, read)
 	add("discovery.k8s.io", []string{"endpointslices"}, read)
-	add("gateway.networking.k8s.io", []string{"gatewayclasses/status", "gateways/status", "httproutes/status", "backendtlspolicies/status", "listenersets/status"}, []string{"update", "patch"})
+	add("gateway.networking.k8s.io", []string{"gatewayclasses/status", "gateways/status", "httproutes/status", "grpcroutes/status", "backendtlspolicies/status", "listenersets/status"}, []string{"update", "patch"})
 	add("gateway.sluice.dev", []string{"trafficpolicies/status"}, []string{"update", "patch"})
 	add("", []string{"events"}, []string{"create", "patch"})
 	add("events.k8s.io", []string{"events"}, []string{"create", "patch"})

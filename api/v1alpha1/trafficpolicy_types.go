@@ -6,8 +6,8 @@ import (
 )
 
 // TrafficPolicy attaches traffic behaviour (today: external processing) to Gateways,
-// listeners, HTTPRoutes or single route rules. When several policies reach one request, the
-// most specific wins as a whole: route rule > HTTPRoute > listener > Gateway.
+// listeners, HTTPRoutes, GRPCRoutes or single route rules. When several policies reach one
+// request, the most specific wins as a whole: route rule > route > listener > Gateway.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:categories=sluice
@@ -27,12 +27,12 @@ type TrafficPolicy struct {
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.traffic) || !has(self.traffic.phase) || self.traffic.phase != 'PreRouting' || self.targetRefs.all(r, r.kind == 'Gateway')",message="phase PreRouting applies to Gateway targets only: the route is not known before routing",fieldPath=".traffic.phase"
 type TrafficPolicySpec struct {
-	// TargetRefs are the Gateways (sectionName: a listener name) and HTTPRoutes
-	// (sectionName: a rule name) in the policy's namespace that it applies to.
+	// TargetRefs are the Gateways (sectionName: a listener name), HTTPRoutes and
+	// GRPCRoutes (sectionName: a rule name) in the policy's namespace that it applies to.
 	//
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
-	// +kubebuilder:validation:XValidation:rule="self.all(r, r.group == 'gateway.networking.k8s.io' && (r.kind == 'Gateway' || r.kind == 'HTTPRoute'))",message="targetRefs must name gateway.networking.k8s.io Gateways or HTTPRoutes"
+	// +kubebuilder:validation:XValidation:rule="self.all(r, r.group == 'gateway.networking.k8s.io' && (r.kind == 'Gateway' || r.kind == 'HTTPRoute' || r.kind == 'GRPCRoute'))",message="targetRefs must name gateway.networking.k8s.io Gateways, HTTPRoutes or GRPCRoutes"
 	TargetRefs []gwv1.LocalPolicyTargetReferenceWithSectionName `json:"targetRefs"`
 
 	// Traffic is the behaviour applied to requests of the targets.

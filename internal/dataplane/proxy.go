@@ -530,6 +530,9 @@ func (g *Gateway) respondLocal(ex *exchange) error {
 // localReply sends a reply made by the gateway, through the response side of the filters
 // that already ran, as Envoy does.
 func (g *Gateway) localReply(ex *exchange, r *filter.LocalReply) error {
+	if isGRPC(ex.in) {
+		r = grpcLocalReply(r)
+	}
 	ex.details = nonEmpty(r.Details, ex.details)
 	resp := &http.Response{
 		StatusCode:    r.Status,

@@ -57,6 +57,13 @@ func watchedKinds() []watchedKind {
 				res.HTTPRoutes = pointers(l.Items)
 				return err
 			}},
+		{name: translate.KindGRPCRoute, obj: &gwv1.GRPCRoute{}, optional: true, hasStatus: true,
+			collect: func(ctx context.Context, r client.Reader, res *translate.Resources) error {
+				var l gwv1.GRPCRouteList
+				err := r.List(ctx, &l)
+				res.GRPCRoutes = pointers(l.Items)
+				return err
+			}},
 		// Optional: the ListenerSet CRD is only in the Gateway API's newer bundles.
 		{name: translate.KindListenerSet, obj: &gwv1.ListenerSet{}, optional: true, hasStatus: true,
 			collect: func(ctx context.Context, r client.Reader, res *translate.Resources) error {

@@ -43,7 +43,7 @@ type StatusOptions struct {
 }
 
 // StatusWriter writes translation results back as the status of GatewayClasses,
-// Gateways, ListenerSets, HTTPRoutes and TrafficPolicies. OnResult may be called on every replica;
+// Gateways, ListenerSets, HTTPRoutes, GRPCRoutes and TrafficPolicies. OnResult may be called on every replica;
 // only the replica running Run (the elected leader) writes.
 //
 // Writes are skipped when the status is already what the translation wants (conditions
@@ -240,8 +240,34 @@ func (w *StatusWriter) Write(ctx context.Context, res *translate.Result) (int, e
 			}))
 	}
 
+	var grpcRoutes gwv1.GRPCRouteList
+	err := w.r.List(ctx, &grpcRoutes)
+	switch {
+	case meta.IsNoMatchError(err):
+		// The GRPCRoute CRD is not installed.
+	case err != nil:
+		errs = append(errs, fmt.Errorf("listing GRPCRoutes: %w", err))
+	}
+	for _, rt := range grpcRoutes.Items {
+		key := client.ObjectKeyFromObject(&rt)
+		var want []gwv1.RouteParentStatus
+		if st := res.GRPCRoutes[key]; st != nil {
+			want = st.Parents
+		}
+		if len(want) == 0 && !hasParentOf(rt.Status.Parents, w.controller) {
+			continue
+		}
+		note(w.update(ctx, "GRPCRoute", key,
+			func() client.Object { return &gwv1.GRPCRoute{} },
+			func(o client.Object) bool {
+				rt := o.(*gwv1.GRPCRoute)
+				next := routeParents(rt.Status.Parents, want, w.controller, w.owns(res, rt.Namespace), now)
+				return setIfChanged(&rt.Status.Parents, next)
+			}))
+	}
+
 	var policies v1alpha1.TrafficPolicyList
-	err := w.r.List(ctx, &policies)
+	err = w.r.List(ctx, &policies)
 	switch {
 	case meta.IsNoMatchError(err):
 		// The TrafficPolicy CRD is not installed: nothing to report.
