@@ -14,6 +14,7 @@ var supportedFeatures = []features.FeatureName{
 	// The GATEWAY-HTTP profile's core.
 	features.SupportGateway,
 	features.SupportHTTPRoute,
+	features.SupportGRPCRoute,
 	features.SupportReferenceGrant,
 
 	// BackendTLSPolicy (GATEWAY-HTTP extended).
@@ -21,6 +22,8 @@ var supportedFeatures = []features.FeatureName{
 	features.SupportBackendTLSPolicySANValidation,
 
 	// Gateway, extended. Static and empty addresses need `sluice kube --address-pool`.
+	features.SupportGRPCRouteNamedRouteRule,
+
 	features.SupportGatewayAddressEmpty,
 	features.SupportGatewayBackendClientCertificate,
 	features.SupportGatewayFrontendClientCertificateValidation,

@@ -76,10 +76,11 @@ var controllers = []string{
 	"pod-garbage-collector-controller", "serviceaccount-controller",
 }
 
-// coreFeatures are the core of the GATEWAY-HTTP profile (SLUICE_CONFORMANCE_FEATURES=core).
+// coreFeatures are the core of the GATEWAY-HTTP and GATEWAY-GRPC profiles
+// (SLUICE_CONFORMANCE_FEATURES=core).
 // By default the features tested are those Sluice writes in the GatewayClass's
 // status.supportedFeatures.
-var coreFeatures = []features.FeatureName{features.SupportGateway, features.SupportHTTPRoute, features.SupportReferenceGrant}
+var coreFeatures = []features.FeatureName{features.SupportGateway, features.SupportHTTPRoute, features.SupportGRPCRoute, features.SupportReferenceGrant}
 
 // TestConformance starts the cluster pieces and Sluice, then runs the suite.
 func TestConformance(t *testing.T) {
@@ -281,7 +282,7 @@ func suiteOptions(t *testing.T, c client.Client, cs clientset.Interface, cfg *re
 			AllowCRDsMismatch:    os.Getenv("SLUICE_CONFORMANCE_ALLOW_CRDS_MISMATCH") == "1",
 			FailFast:             os.Getenv("SLUICE_CONFORMANCE_FAIL_FAST") == "1",
 			Mode:                 "default",
-			ConformanceProfiles:  []suite.ConformanceProfileName{suite.GatewayHTTPConformanceProfileName},
+			ConformanceProfiles:  []suite.ConformanceProfileName{suite.GatewayHTTPConformanceProfileName, suite.GatewayGRPCConformanceProfileName},
 			Implementation: confv1.Implementation{
 				Organization: "sluice-gateway",
 				Project:      "sluice",
