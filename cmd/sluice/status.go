@@ -8,12 +8,13 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/sluice-gateway/sluice/internal/translate"
 )
 
 // printStatus prints the status conditions the translator computed for every Gateway,
-// listener, HTTPRoute parent and policy ancestor, one object per paragraph.
+// listener, route parent and policy ancestor, one object per paragraph.
 func printStatus(w io.Writer, r *translate.Result) {
 	for _, k := range sortedKeys(r.Gateways) {
 		st := r.Gateways[k]
@@ -23,10 +24,10 @@ func printStatus(w io.Writer, r *translate.Result) {
 		}
 	}
 	for _, k := range sortedKeys(r.HTTPRoutes) {
-		fmt.Fprintf(w, "HTTPRoute %s:\n", k)
-		for _, p := range r.HTTPRoutes[k].Parents {
-			fmt.Fprintf(w, "  parent %s: %s\n", string(p.ParentRef.Name)+sectionOf(p.ParentRef.SectionName), conditions(p.Conditions))
-		}
+		printParents(w, "HTTPRoute", k, r.HTTPRoutes[k].Parents)
+	}
+	for _, k := range sortedKeys(r.GRPCRoutes) {
+		printParents(w, "GRPCRoute", k, r.GRPCRoutes[k].Parents)
 	}
 	for _, k := range sortedKeys(r.Policies) {
 		fmt.Fprintf(w, "TrafficPolicy %s:\n", k)
@@ -37,6 +38,13 @@ func printStatus(w io.Writer, r *translate.Result) {
 			}
 			fmt.Fprintf(w, "  ancestor %s %s: %s\n", kind, string(a.AncestorRef.Name)+sectionOf(a.AncestorRef.SectionName), conditions(a.Conditions))
 		}
+	}
+}
+
+func printParents(w io.Writer, kind string, k types.NamespacedName, parents []gwv1.RouteParentStatus) {
+	fmt.Fprintf(w, "%s %s:\n", kind, k)
+	for _, p := range parents {
+		fmt.Fprintf(w, "  parent %s: %s\n", string(p.ParentRef.Name)+sectionOf(p.ParentRef.SectionName), conditions(p.Conditions))
 	}
 }
 

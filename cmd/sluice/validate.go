@@ -16,7 +16,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var configs multiFlag
 	fs.Var(&configs, "config", "YAML file or directory of configuration (repeatable)")
-	showStatus := fs.Bool("status", false, "also print the status conditions of every Gateway, listener, HTTPRoute and TrafficPolicy")
+	showStatus := fs.Bool("status", false, "also print the status conditions of every Gateway, listener, HTTPRoute, GRPCRoute and TrafficPolicy")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -56,8 +56,12 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	fmt.Fprintf(stdout, "valid: %s, %s, %s, %s; serving %s, %s, %s\n",
-		count(len(res.Gateways), "Gateway", "Gateways"), count(len(res.HTTPRoutes), "HTTPRoute", "HTTPRoutes"),
+	grpc := ""
+	if len(res.GRPCRoutes) > 0 {
+		grpc = ", " + count(len(res.GRPCRoutes), "GRPCRoute", "GRPCRoutes")
+	}
+	fmt.Fprintf(stdout, "valid: %s, %s%s, %s, %s; serving %s, %s, %s\n",
+		count(len(res.Gateways), "Gateway", "Gateways"), count(len(res.HTTPRoutes), "HTTPRoute", "HTTPRoutes"), grpc,
 		count(len(res.Backends), "Backend", "Backends"), count(len(res.TrafficPolicies), "TrafficPolicy", "TrafficPolicies"),
 		count(len(result.Config.Ports), "port", "ports"), count(listeners, "listener", "listeners"), count(routes, "route", "routes"))
 	return 0
