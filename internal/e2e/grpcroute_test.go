@@ -22,9 +22,10 @@ import (
 // grpcBackend is a gRPC server (h2c) with the health service, answering status for
 // every service name, that records the metadata of the calls it gets.
 type grpcBackend struct {
-	addr string
-	mu   sync.Mutex
-	md   []metadata.MD
+	addr   string
+	health *health.Server
+	mu     sync.Mutex
+	md     []metadata.MD
 }
 
 func newGRPCBackend(t *testing.T, st healthpb.HealthCheckResponse_ServingStatus) *grpcBackend {
@@ -42,6 +43,7 @@ func newGRPCBackend(t *testing.T, st healthpb.HealthCheckResponse_ServingStatus)
 		return h(ctx, req)
 	}))
 	hs := health.NewServer()
+	b.health = hs
 	hs.SetServingStatus("", st)
 	hs.SetServingStatus("app", st)
 	healthpb.RegisterHealthServer(srv, hs)
@@ -62,7 +64,7 @@ func (b *grpcBackend) last(t *testing.T) metadata.MD {
 
 // TestGRPCRoute calls through the gateway with a real gRPC client: method and header
 // matches choose the backend (spoken to over h2c although its Backend says HTTP/1.1),
-// the route's header filter reaches it, an unmatched method is UNIMPLEMENTED, a backend
+// the route's header filter reaches it, a server stream's messages arrive as sent, an unmatched method is UNIMPLEMENTED, a backend
 // that refuses connections UNAVAILABLE, and a processor attached to one rule of the GRPCRoute
 // answers a call itself with a gRPC status.
 func TestGRPCRoute(t *testing.T) {
@@ -150,6 +152,22 @@ spec:
 			t.Errorf("%s: the backend saw x-route %q, want %q", tc.name, got, tc.route)
 		}
 	}
+
+	// A server stream: each message reaches the client as the backend sends it.
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	watch, err := client.Watch(ctx, &healthpb.HealthCheckRequest{Service: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := watch.Recv(); err != nil || m.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("first streamed message %v, %v; want SERVING", m, err)
+	}
+	serving.health.SetServingStatus("app", healthpb.HealthCheckResponse_NOT_SERVING)
+	if m, err := watch.Recv(); err != nil || m.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("second streamed message %v, %v; want NOT_SERVING", m, err)
+	}
+	cancel()
 
 	failures := []struct {
 		name string
