@@ -218,56 +218,30 @@ func (w *StatusWriter) Write(ctx context.Context, res *translate.Result) (int, e
 
 	// Every route, not only those of res: a route that no longer attaches to a Gateway
 	// of ours loses the entries Sluice wrote on it.
-	var routes gwv1.HTTPRouteList
-	if err := w.r.List(ctx, &routes); err != nil {
-		errs = append(errs, fmt.Errorf("listing HTTPRoutes: %w", err))
+	if err := w.writeRoutes(ctx, res, now, "HTTPRoute", &gwv1.HTTPRouteList{},
+		func() client.Object { return &gwv1.HTTPRoute{} },
+		func(k types.NamespacedName) []gwv1.RouteParentStatus {
+			if st := res.HTTPRoutes[k]; st != nil {
+				return st.Parents
+			}
+			return nil
+		}, note); err != nil {
+		errs = append(errs, err)
 	}
-	for _, rt := range routes.Items {
-		key := client.ObjectKeyFromObject(&rt)
-		var want []gwv1.RouteParentStatus
-		if st := res.HTTPRoutes[key]; st != nil {
-			want = st.Parents
-		}
-		if len(want) == 0 && !hasParentOf(rt.Status.Parents, w.controller) {
-			continue
-		}
-		note(w.update(ctx, "HTTPRoute", key,
-			func() client.Object { return &gwv1.HTTPRoute{} },
-			func(o client.Object) bool {
-				rt := o.(*gwv1.HTTPRoute)
-				next := routeParents(rt.Status.Parents, want, w.controller, w.owns(res, rt.Namespace), now)
-				return setIfChanged(&rt.Status.Parents, next)
-			}))
-	}
-
-	var grpcRoutes gwv1.GRPCRouteList
-	err := w.r.List(ctx, &grpcRoutes)
-	switch {
-	case meta.IsNoMatchError(err):
-		// The GRPCRoute CRD is not installed.
-	case err != nil:
-		errs = append(errs, fmt.Errorf("listing GRPCRoutes: %w", err))
-	}
-	for _, rt := range grpcRoutes.Items {
-		key := client.ObjectKeyFromObject(&rt)
-		var want []gwv1.RouteParentStatus
-		if st := res.GRPCRoutes[key]; st != nil {
-			want = st.Parents
-		}
-		if len(want) == 0 && !hasParentOf(rt.Status.Parents, w.controller) {
-			continue
-		}
-		note(w.update(ctx, "GRPCRoute", key,
-			func() client.Object { return &gwv1.GRPCRoute{} },
-			func(o client.Object) bool {
-				rt := o.(*gwv1.GRPCRoute)
-				next := routeParents(rt.Status.Parents, want, w.controller, w.owns(res, rt.Namespace), now)
-				return setIfChanged(&rt.Status.Parents, next)
-			}))
+	if err := w.writeRoutes(ctx, res, now, "GRPCRoute", &gwv1.GRPCRouteList{},
+		func() client.Object { return &gwv1.GRPCRoute{} },
+		func(k types.NamespacedName) []gwv1.RouteParentStatus {
+			if st := res.GRPCRoutes[k]; st != nil {
+				return st.Parents
+			}
+			return nil
+		}, note); err != nil && !meta.IsNoMatchError(err) {
+		// No match: the GRPCRoute CRD is not installed, nothing to report.
+		errs = append(errs, err)
 	}
 
 	var policies v1alpha1.TrafficPolicyList
-	err = w.r.List(ctx, &policies)
+	err := w.r.List(ctx, &policies)
 	switch {
 	case meta.IsNoMatchError(err):
 		// The TrafficPolicy CRD is not installed: nothing to report.
@@ -317,6 +291,45 @@ func (w *StatusWriter) Write(ctx context.Context, res *translate.Result) (int, e
 			}))
 	}
 	return written, errors.Join(errs...)
+}
+
+// writeRoutes brings Sluice's parent entries on every route of one kind (listed into
+// list, new ones from newObj) to want's; note counts each update.
+func (w *StatusWriter) writeRoutes(ctx context.Context, res *translate.Result, now metav1.Time, kind string,
+	list client.ObjectList, newObj func() client.Object, want func(types.NamespacedName) []gwv1.RouteParentStatus,
+	note func(bool, error)) error {
+	if err := w.r.List(ctx, list); err != nil {
+		return fmt.Errorf("listing %ss: %w", kind, err)
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return fmt.Errorf("listing %ss: %w", kind, err)
+	}
+	for _, item := range items {
+		rt := item.(client.Object)
+		key := client.ObjectKeyFromObject(rt)
+		parents := want(key)
+		if len(parents) == 0 && !hasParentOf(*routeParentsOf(rt), w.controller) {
+			continue
+		}
+		note(w.update(ctx, kind, key, newObj, func(o client.Object) bool {
+			cur := routeParentsOf(o)
+			next := routeParents(*cur, parents, w.controller, w.owns(res, o.GetNamespace()), now)
+			return setIfChanged(cur, next)
+		}))
+	}
+	return nil
+}
+
+// routeParentsOf is the status.parents of an HTTPRoute or GRPCRoute.
+func routeParentsOf(o client.Object) *[]gwv1.RouteParentStatus {
+	switch r := o.(type) {
+	case *gwv1.HTTPRoute:
+		return &r.Status.Parents
+	case *gwv1.GRPCRoute:
+		return &r.Status.Parents
+	}
+	panic(fmt.Sprintf("routeParentsOf(%T)", o))
 }
 
 // update reads the object key (from the cache first, from the API server after a
