@@ -45,6 +45,9 @@ func (g *Gateway) finish(ex *exchange, err error) {
 	if ex.details != "" {
 		attrs = append(attrs, slog.String("details", ex.details))
 	}
+	if ex.grpcStatus != "" {
+		attrs = append(attrs, slog.String("grpc_status", ex.grpcStatus))
+	}
 	if ex.retries > 0 {
 		attrs = append(attrs, slog.Int("retries", ex.retries))
 	}

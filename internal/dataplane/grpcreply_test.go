@@ -1,10 +1,14 @@
 package dataplane
 
 import (
+	"encoding/json"
+	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/sluice-gateway/sluice/internal/filter"
+	"github.com/sluice-gateway/sluice/internal/ir"
 )
 
 func TestGRPCLocalReply(t *testing.T) {
@@ -48,6 +52,43 @@ func TestIsGRPC(t *testing.T) {
 		r := &http.Request{Header: http.Header{"Content-Type": {ct}}}
 		if got := isGRPC(r); got != want {
 			t.Errorf("isGRPC(%q) = %v, want %v", ct, got, want)
+		}
+	}
+}
+
+// TestGRPCAccessLog: the access log line of a gRPC call carries its grpc-status, from the
+// backend's trailers or from a local reply's trailers-only response.
+func TestGRPCAccessLog(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	backend := newH2CBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status")
+		w.WriteHeader(http.StatusOK)
+		w.Header().Set("Grpc-Status", "5")
+	}))
+	b := backendOf(t, "grpc", backend)
+	b.Protocol = ir.UpstreamH2C
+	g := startGateway(t, Options{AccessLog: slog.New(slog.NewJSONHandler(&buf, nil))},
+		simpleConfig(prefixRoute("ns/route/0/0", "/svc.Found", b)))
+	c := newH2CClient(t)
+	for _, path := range []string{"/svc.Found/Get", "/svc.Missing/Get"} {
+		req, _ := http.NewRequest(http.MethodPost, g.URL+path, strings.NewReader("\x00\x00\x00\x00\x00"))
+		req.Header.Set("Content-Type", "application/grpc")
+		resp, _ := do(t, c, req)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d, want 200 (gRPC)", path, resp.StatusCode)
+		}
+	}
+	eventually(t, "two access log lines", func() bool { return len(buf.lines()) >= 2 })
+	want := map[string]string{"/svc.Found/Get": "5", "/svc.Missing/Get": "12"}
+	for _, l := range buf.lines() {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		if p := m["path"].(string); m["grpc_status"] != want[p] {
+			t.Errorf("%s: grpc_status %v, want %s", p, m["grpc_status"], want[p])
 		}
 	}
 }

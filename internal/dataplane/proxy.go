@@ -57,6 +57,8 @@ type exchange struct {
 	metrics *metricsSlot
 	// retries is the number of tries sent again by the route's retry policy.
 	retries int
+	// grpcStatus is the grpc-status of a gRPC call's response, for the access log.
+	grpcStatus string
 }
 
 func (h *portHandler) ServeHTTP(rw http.ResponseWriter, in *http.Request) {
@@ -493,6 +495,10 @@ func (g *Gateway) write(ex *exchange, resp *http.Response) error {
 			}
 			h[k] = vv
 		}
+	}
+	if isGRPC(ex.in) {
+		// In the trailers, or in the headers of a trailers-only response.
+		ex.grpcStatus = nonEmpty(resp.Trailer.Get("Grpc-Status"), resp.Header.Get("Grpc-Status"))
 	}
 	return nil
 }
