@@ -24,11 +24,12 @@ import (
 type grpcBackend struct {
 	addr   string
 	health *health.Server
+	quiet  bool // do not record (benchmarks)
 	mu     sync.Mutex
 	md     []metadata.MD
 }
 
-func newGRPCBackend(t *testing.T, st healthpb.HealthCheckResponse_ServingStatus) *grpcBackend {
+func newGRPCBackend(t testing.TB, st healthpb.HealthCheckResponse_ServingStatus) *grpcBackend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -36,6 +37,9 @@ func newGRPCBackend(t *testing.T, st healthpb.HealthCheckResponse_ServingStatus)
 	}
 	b := &grpcBackend{addr: ln.Addr().String()}
 	srv := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if b.quiet {
+			return h(ctx, req)
+		}
 		md, _ := metadata.FromIncomingContext(ctx)
 		b.mu.Lock()
 		b.md = append(b.md, md)
@@ -195,5 +199,51 @@ spec:
 		if st.Code() != tc.code || tc.msg != "" && st.Message() != tc.msg {
 			t.Errorf("%s: %v %q, want %v %q", tc.name, st.Code(), st.Message(), tc.code, tc.msg)
 		}
+	}
+}
+
+// BenchmarkGRPCRoute is a unary gRPC call (health Check) through the gateway's
+// GRPCRoute, h2c on both sides, against the same call made directly to the backend.
+func BenchmarkGRPCRoute(b *testing.B) {
+	backend := newGRPCBackend(b, healthpb.HealthCheckResponse_SERVING)
+	backend.quiet = true
+	g := startGateway(b, docs(gatewayYAML, backendYAML("backend", backend.addr), `apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: health, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{method: {service: grpc.health.v1.Health, method: Check}}]
+    backendRefs: [{group: gateway.sluice.dev, kind: Backend, name: backend}]
+`))
+	for _, tc := range []struct{ name, target string }{
+		{"direct", backend.addr},
+		{"via-gateway", fmt.Sprintf("127.0.0.1:%d", g.port)},
+	} {
+		conn, err := grpc.NewClient(tc.target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		client := healthpb.NewHealthClient(conn)
+		check := func(b *testing.B) {
+			if _, err := client.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "app"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				check(b)
+			}
+		})
+		b.Run(tc.name+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					check(b)
+				}
+			})
+		})
+		conn.Close()
 	}
 }
