@@ -125,17 +125,18 @@ func (g *Gateway) mirror(ex *exchange, rt *route, out *http.Request, rb *replayB
 	req.Host = shadowHost(out.Host)
 	req.Trailer = nil
 	req.Body, req.GetBody = nil, nil
+	hasBody := out.Body != nil && out.Body != http.NoBody
 	send := func(body []byte, ok bool) {
 		for _, m := range picked {
 			if !ok {
 				g.metrics.mirrored(ex.Route, m.bal.backend.Name, mirrorNotReplayable)
 				continue
 			}
-			g.sendMirror(ex.Route, m, req, body)
+			g.sendMirror(ex.Route, m, req, hasBody, body)
 		}
 	}
 	switch {
-	case out.Body == nil || out.Body == http.NoBody:
+	case !hasBody:
 		send(nil, true)
 	case rb == nil:
 		send(nil, false)
@@ -144,9 +145,9 @@ func (g *Gateway) mirror(ex *exchange, rt *route, out *http.Request, rb *replayB
 	}
 }
 
-// sendMirror starts one copy of req, with body, unless the mirror has no endpoint or
-// the pool is full.
-func (g *Gateway) sendMirror(route string, m *mirror, req *http.Request, body []byte) {
+// sendMirror starts one copy of req, with body when the original had one, unless the
+// mirror has no endpoint or the pool is full.
+func (g *Gateway) sendMirror(route string, m *mirror, req *http.Request, hasBody bool, body []byte) {
 	name := m.bal.backend.Name
 	addr := m.bal.pick()
 	if addr == "" {
@@ -159,11 +160,14 @@ func (g *Gateway) sendMirror(route string, m *mirror, req *http.Request, body []
 	}
 	r := req.Clone(req.Context())
 	r.URL.Scheme, r.URL.Host = m.bal.scheme, addr
-	if body != nil {
+	if hasBody {
 		// The copy's length is known now, whatever the original's framing was.
 		r.ContentLength, r.TransferEncoding = int64(len(body)), nil
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		r.Body, r.GetBody = http.NoBody, nil
+		if len(body) > 0 {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		}
 	}
 	go g.runMirror(route, m, r)
 }

@@ -228,3 +228,22 @@ func TestMirrorPoolBounds(t *testing.T) {
 		t.Error("a closed pool gave a slot")
 	}
 }
+
+// An HTTP/2 request body reports its end only on the read after its last bytes, which a
+// transport that knows the length never makes: the copy still leaves once the body is
+// read to its announced length.
+func TestMirrorHTTP2RequestBody(t *testing.T) {
+	main := backendOf(t, "main", echoBackend(t, "main"))
+	mb, got := mirrorSink(t, "mirror")
+	g := startGateway(t, Options{}, simpleConfig(mirroredRoute(main,
+		ir.Mirror{Backend: mb, Numerator: 1, Denominator: 1})))
+	req, _ := http.NewRequest(http.MethodPost, g.URL+"/", strings.NewReader("hello"))
+	req.ContentLength = 5
+	resp, b := do(t, newH2CClient(t), req)
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 || decodeSeen(t, b).BodySize != 5 {
+		t.Fatalf("%s %d: %s", resp.Proto, resp.StatusCode, b)
+	}
+	if m := recvWithin(t, got, "the mirrored body"); m.BodySize != 5 {
+		t.Fatalf("mirror got %d bytes, want 5", m.BodySize)
+	}
+}

@@ -25,6 +25,10 @@ var errNotReplayable = errors.New("request body: larger than the replay limit, c
 // its body still gets one.
 type replayBody struct {
 	src io.ReadCloser
+	// length is the body's announced length, -1 when unknown: a body read to its length
+	// is whole, even before src reports io.EOF (an HTTP/2 body reports it on the read
+	// after the last bytes, which a transport that knows the length never makes).
+	length int64
 
 	// readMu is held across a read of src, so that reads stay in order; mu guards the
 	// rest and is never held across a read, so starting a try never waits on the client.
@@ -43,7 +47,7 @@ type replayBody struct {
 
 // newReplayBody wraps src, a body of length bytes (-1 when unknown).
 func newReplayBody(src io.ReadCloser, length int64) *replayBody {
-	r := &replayBody{src: src}
+	r := &replayBody{src: src, length: length}
 	if length > 0 && length <= maxReplayBody {
 		r.buf = make([]byte, 0, length)
 	}
@@ -62,6 +66,16 @@ func (r *replayBody) next() (body io.ReadCloser, ok bool) {
 	}
 	r.gen++
 	return &tryBody{r: r, gen: r.gen}, true
+}
+
+// failure is why reading the client's body failed, if it did (not a clean end).
+func (r *replayBody) failure() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == io.EOF {
+		return nil
+	}
+	return r.err
 }
 
 // onDone calls f once: with the whole body when a try has read it to its end within the
@@ -129,6 +143,8 @@ func (t *tryBody) Read(p []byte) (int, error) {
 	stale := t.gen != r.gen
 	switch {
 	case n == 0:
+	case r.overflow:
+		// Past the limit: the bytes stream through to this, the last, try.
 	case stale || len(r.buf)+n <= maxReplayBody:
 		// A stale try's bytes are kept even past the limit (by one read at most): the
 		// new try needs them, and they were read before it could overflow anything.
@@ -137,14 +153,18 @@ func (t *tryBody) Read(p []byte) (int, error) {
 	default:
 		r.overflow, r.buf, t.off = true, nil, 0
 	}
+	end := err
+	if end == nil && r.length >= 0 && !r.overflow && int64(len(r.buf)) >= r.length {
+		end = io.EOF
+	}
 	var done []func([]byte, bool)
-	if r.overflow || err != nil {
+	if r.overflow || end != nil {
 		done = r.settle()
 	}
-	if err != nil {
-		r.err = err
+	if end != nil {
+		r.err = end
 	}
-	ok := err == io.EOF && !r.overflow
+	ok := end == io.EOF && !r.overflow
 	body := r.buf
 	r.mu.Unlock()
 	if !ok {

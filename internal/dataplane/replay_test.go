@@ -91,6 +91,9 @@ func TestReplayBodyLimits(t *testing.T) {
 			if _, ok := rb.next(); ok != tc.replay {
 				t.Errorf("replayable %v, want %v", ok, tc.replay)
 			}
+			if !tc.replay && tc.readErr == nil && len(rb.buf) != 0 {
+				t.Errorf("%d bytes still kept of a body past the limit", len(rb.buf))
+			}
 			rb.finish()
 			if d.calls != 1 || d.ok != tc.done || tc.done && len(d.body) != tc.want {
 				t.Errorf("onDone called %d times, ok %v with %d bytes; want once, ok %v", d.calls, d.ok, len(d.body), tc.done)
@@ -115,3 +118,43 @@ func TestReplayBodyFinishBeforeTheEnd(t *testing.T) {
 type failing struct{ err error }
 
 func (f *failing) Read([]byte) (int, error) { return 0, f.err }
+
+// lastThenBlock returns its bytes with a nil error, then blocks, as an HTTP/2 request body
+// whose end has not arrived: a transport that knows the length never reads further.
+type lastThenBlock struct {
+	data    []byte
+	blocked chan struct{}
+}
+
+func (l *lastThenBlock) Read(p []byte) (int, error) {
+	if len(l.data) == 0 {
+		<-l.blocked
+		return 0, io.EOF
+	}
+	n := copy(p, l.data)
+	l.data = l.data[n:]
+	return n, nil
+}
+
+// A body of announced length is whole once that many bytes are read, before its source
+// says io.EOF.
+func TestReplayBodyWholeAtItsLength(t *testing.T) {
+	t.Parallel()
+	src := &lastThenBlock{data: []byte("hello"), blocked: make(chan struct{})}
+	defer close(src.blocked)
+	rb := newReplayBody(io.NopCloser(src), 5)
+	var d doneLog
+	rb.onDone(d.f)
+	first, _ := rb.next()
+	buf := make([]byte, 5)
+	if n, err := first.Read(buf); n != 5 || err != nil {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	if d.calls != 1 || !d.ok || string(d.body) != "hello" {
+		t.Fatalf("onDone called %d times with %q, %v; want once with the body", d.calls, d.body, d.ok)
+	}
+	second, _ := rb.next()
+	if got, err := io.ReadAll(second); err != nil || string(got) != "hello" {
+		t.Fatalf("a retry read %q, %v; want the body, without waiting on the client", got, err)
+	}
+}

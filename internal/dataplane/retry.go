@@ -60,7 +60,9 @@ func (g *Gateway) serveRetrying(ex *exchange, rt *route, out *http.Request, rb *
 		if again && rb != nil {
 			// Taken before the answer is dropped: a body that outgrew the limit during
 			// this try makes this try's answer the final one.
-			body, again = rb.next()
+			if body, again = rb.next(); !again {
+				hold.unretry()
+			}
 		}
 		switch {
 		case !again && err == nil:
@@ -69,6 +71,15 @@ func (g *Gateway) serveRetrying(ex *exchange, rt *route, out *http.Request, rb *
 			ex.ctx = ctx
 			defer stop()
 			return g.deliver(ex, rt, w.respHeaders, resp)
+		case !again && rb != nil && rb.failure() != nil && ex.in.Context().Err() == nil:
+			// Reading the client's body failed, not the upstream: a filter's local
+			// reply, or a broken body (a malformed chunk, say).
+			stop()
+			var lr *filter.LocalReply
+			if errors.As(rb.failure(), &lr) {
+				return g.localReply(ex, lr)
+			}
+			return g.bodyFailed(ex)
 		case !again:
 			ex.ctx = ctx // a try's timeout is a route timeout: 504
 			defer stop()
@@ -85,6 +96,16 @@ func (g *Gateway) serveRetrying(ex *exchange, rt *route, out *http.Request, rb *
 			return g.upstreamFailed(ex, context.Cause(base))
 		}
 	}
+}
+
+// bodyFailed answers a request whose body could not be read from the client.
+func (g *Gateway) bodyFailed(ex *exchange) error {
+	return g.localReply(ex, filter.Reply(http.StatusBadRequest, "downstream_body_error", "the request body could not be read\n"))
+}
+
+func isLocalReply(err error) bool {
+	var lr *filter.LocalReply
+	return errors.As(err, &lr)
 }
 
 // tryContext bounds one try by the route's backend timeout, if any; stop releases it.
@@ -127,8 +148,7 @@ func tryRequest(ctx context.Context, out *http.Request, body io.ReadCloser, rb *
 // retryable tells whether a failed try may be sent again: any failure of the connection
 // or the try's timeout, not a filter's local reply (the request's body failed).
 func retryable(err error) bool {
-	var lr *filter.LocalReply
-	return !errors.As(err, &lr)
+	return !isLocalReply(err)
 }
 
 // discard drops a response to be retried.
@@ -219,6 +239,14 @@ func (h *budgetHold) retry(b *retryBudget) bool {
 	}
 	h.granted = b
 	return true
+}
+
+// unretry gives back the retry just granted: it will not be made.
+func (h *budgetHold) unretry() {
+	if h.granted != nil {
+		h.granted.release()
+		h.granted = nil
+	}
 }
 
 func (h *budgetHold) done() {

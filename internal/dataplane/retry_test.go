@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -395,5 +396,35 @@ func TestRetryBudget(t *testing.T) {
 	}
 	if got := m.GetCounter().GetValue(); got != n-minRetryConcurrency {
 		t.Errorf("sluice_upstream_retry_overflow_total %v, want %d", got, n-minRetryConcurrency)
+	}
+}
+
+// A client body that breaks (a malformed chunk) on a route that retries is the client's
+// fault: 400, not an upstream error, and not retried.
+func TestRetryBrokenClientBody(t *testing.T) {
+	t.Parallel()
+	f := &flaky{mode: "500"}
+	r := prefixRoute("r", "/", backendOf(t, "flaky", newBackend(t, f)))
+	r.Retry = &ir.Retry{Codes: []int{500}, Attempts: 2}
+	g := startGateway(t, Options{}, simpleConfig(r))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(g.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(wait))
+	if _, err := io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("status %d, want 400", resp.StatusCode)
+	}
+	if n := f.tries.Load(); n > 1 {
+		t.Errorf("the backend was tried %d times, want at most once", n)
 	}
 }

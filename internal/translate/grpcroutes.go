@@ -3,6 +3,7 @@ package translate
 import (
 	"fmt"
 	"regexp"
+	"strings"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
@@ -115,6 +116,9 @@ func lowerGRPCMatch(m *gwv1.GRPCRouteMatch) (gwv1.HTTPRouteMatch, error) {
 			path, pathType = "/"+service+"/"+method, gwv1.PathMatchExact
 		}
 	case gwv1.GRPCMethodMatchRegularExpression:
+		// Each pattern matches the whole service or method; anchors are allowed but
+		// redundant, and would never match inside the path the two are joined into.
+		service, method = unanchor(service), unanchor(method)
 		for _, p := range []struct{ name, re string }{{"service", service}, {"method", method}} {
 			if _, err := regexp.Compile(p.re); err != nil {
 				return out, fmt.Errorf("%s: invalid regular expression: %v", p.name, err)
@@ -148,6 +152,15 @@ func lowerGRPCFilters(in []gwv1.GRPCRouteFilter) []gwv1.HTTPRouteFilter {
 		})
 	}
 	return out
+}
+
+// unanchor drops a leading ^ and a trailing (unescaped) $ from a regular expression.
+func unanchor(re string) string {
+	re = strings.TrimPrefix(re, "^")
+	if strings.HasSuffix(re, "$") && !strings.HasSuffix(re, `\$`) {
+		re = re[:len(re)-1]
+	}
+	return re
 }
 
 func str(s *string) string {

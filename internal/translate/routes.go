@@ -243,7 +243,7 @@ func (t *translator) attachListeners(rs *routeState, ps *parentState, parent str
 // attached to l on a hostname that hosts overlap, or nil.
 func otherKindOverlap(l *listenerState, rs *routeState, hosts []string) *attachment {
 	for _, a := range l.attachments {
-		if a.route.kind == rs.kind {
+		if a.route.kind == rs.kind || !a.route.served() {
 			continue
 		}
 		for _, h := range hosts {
@@ -255,6 +255,12 @@ func otherKindOverlap(l *listenerState, rs *routeState, hosts []string) *attachm
 		}
 	}
 	return nil
+}
+
+// served reports whether rs has anything to serve on the listeners it attaches to: a
+// route with an invalid hostname or no valid rule claims no hostname from the other kind.
+func (rs *routeState) served() bool {
+	return rs.badHostnames == nil && rs.validRules > 0
 }
 
 // hostsOverlap reports whether some request host can match both a and b, hostnames of

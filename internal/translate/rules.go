@@ -176,7 +176,7 @@ func (t *translator) compileMirrors(rs *routeState, st *ruleState, rule *gwv1.HT
 			continue
 		}
 		if num > 0 {
-			r.Mirrors = append(r.Mirrors, ir.Mirror{Backend: b, Numerator: num, Denominator: den})
+			r.Mirrors = append(r.Mirrors, ir.Mirror{Backend: rs.upstream(b), Numerator: num, Denominator: den})
 		}
 	}
 }
@@ -211,14 +211,7 @@ func (t *translator) compileBackends(rs *routeState, st *ruleState, rule *gwv1.H
 		if weight == 0 {
 			continue // no share of the traffic
 		}
-		if b != nil && rs.kind == KindGRPCRoute && b.Protocol == ir.UpstreamHTTP1 {
-			// gRPC needs HTTP/2: cleartext with prior knowledge unless the backend
-			// asks for TLS (which offers h2 by ALPN).
-			h2c := *b
-			h2c.Protocol = ir.UpstreamH2C
-			b = &h2c
-		}
-		wb.Backend = b
+		wb.Backend = rs.upstream(b)
 		r.Backends = append(r.Backends, wb)
 	}
 	if len(r.Backends) == 0 {
@@ -305,4 +298,15 @@ func compileRetry(rule *gwv1.HTTPRouteRule, field string, r *ir.Route, errs *rul
 		p.Backoff = v
 	}
 	r.Retry = p
+}
+
+// upstream is backend b as rs's requests reach it: a GRPCRoute's over HTTP/2, cleartext
+// with prior knowledge unless the backend asks for TLS (which offers h2 by ALPN).
+func (rs *routeState) upstream(b *ir.Backend) *ir.Backend {
+	if b == nil || rs.kind != KindGRPCRoute || b.Protocol != ir.UpstreamHTTP1 {
+		return b
+	}
+	h2c := *b
+	h2c.Protocol = ir.UpstreamH2C
+	return &h2c
 }
