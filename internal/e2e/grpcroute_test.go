@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"sync"
@@ -12,11 +14,14 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/sluice-gateway/sluice/internal/testutil"
 )
 
 // grpcBackend is a gRPC server (h2c) with the health service, answering status for
@@ -245,5 +250,54 @@ spec:
 			})
 		})
 		conn.Close()
+	}
+}
+
+// TestGRPCRouteHTTPS: on an HTTPS listener, a gRPC client reaches a GRPCRoute over TLS
+// with HTTP/2 chosen by ALPN, as GRPCRoute requires of HTTPS listeners.
+func TestGRPCRouteHTTPS(t *testing.T) {
+	t.Parallel()
+	backend := newGRPCBackend(t, healthpb.HealthCheckResponse_SERVING)
+	ca := testutil.NewCA(t)
+	_, certPEM, keyPEM := ca.Issue(t, []string{"grpc.example.com"})
+	g := startGateway(t, docs(`apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: sluice
+  listeners:
+  - name: https
+    port: {{PORT}}
+    protocol: HTTPS
+    tls: {certificateRefs: [{name: cert}]}
+`, fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata: {name: cert, namespace: default}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: %q
+  tls.key: %q
+`, certPEM, keyPEM), backendYAML("backend", backend.addr), `apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: health, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [grpc.example.com]
+  rules:
+  - backendRefs: [{group: gateway.sluice.dev, kind: Backend, name: backend}]
+`))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca.PEM)
+	conn, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", g.port),
+		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: "grpc.example.com"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	res, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "app"})
+	if err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("Check over TLS: %v, %v", res, err)
 	}
 }
