@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -275,6 +276,22 @@ func clientFor(t testing.TB, proto string) *http.Client {
 }
 
 // dialGateway opens a raw TCP connection to the gateway's first port, with a deadline.
+// rawRequest sends raw, a request written by hand, on a new connection to g and returns
+// the response, its body closed.
+func rawRequest(t testing.TB, g *testGateway, raw string) *http.Response {
+	t.Helper()
+	conn := dialGateway(t, g)
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
 func dialGateway(t testing.TB, g *testGateway) net.Conn {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(g.URL, "http://"), wait)
