@@ -14,6 +14,7 @@ type Metrics struct {
 	upstreamErrors *prometheus.CounterVec
 	retries        *prometheus.CounterVec
 	retryOverflows *prometheus.CounterVec
+	ejections      *prometheus.CounterVec
 	mirrors        *prometheus.CounterVec
 }
 
@@ -41,12 +42,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sluice_upstream_retry_overflow_total",
 			Help: "Retries a route's retry policy asked for but the backend's retry budget refused (the failed try's answer went to the client), by route and backend.",
 		}, []string{"route", "backend"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_upstream_endpoint_ejections_total",
+			Help: "Endpoints left out of their backend's rotation after a failed connection, by backend and endpoint (host:port).",
+		}, []string{"backend", "endpoint"}),
 		mirrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_mirror_requests_total",
 			Help: "Request copies for a route's RequestMirror filters, by route, mirror backend and outcome (ok, failed, dropped, no_healthy_upstream, body_not_replayable).",
 		}, []string{"route", "backend", "outcome"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.retries, m.retryOverflows, m.mirrors)
+	reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.retries, m.retryOverflows, m.ejections, m.mirrors)
 	return m
 }
 
@@ -144,6 +149,14 @@ func (m *Metrics) retryOverflow(ex *exchange) {
 		return
 	}
 	m.retryOverflows.WithLabelValues(ex.Route, ex.Backend).Inc()
+}
+
+// ejected counts an endpoint left out of its backend's rotation.
+func (m *Metrics) ejected(backend, endpoint string) {
+	if m == nil {
+		return
+	}
+	m.ejections.WithLabelValues(backend, endpoint).Inc()
 }
 
 // mirrored counts a copy of a request of route for its mirror backend, by outcome.

@@ -313,13 +313,7 @@ func (g *Gateway) serveRoute(ex *exchange, rt *route) error {
 	ex.Backend = w.bal.backend.Name
 	ex.metrics = w.metrics
 	w.reqHeaders.apply(out.Header)
-	addr := w.bal.pick()
-	if addr == "" {
-		return g.localReply(ex, errNoHealthyUpstream())
-	}
-	out.URL.Scheme = w.bal.scheme
-	out.URL.Host = addr
-	resp, err := g.send(ex, w.bal, out)
+	resp, err := g.sendPicked(ex, w.bal, out)
 	if err != nil {
 		return g.upstreamFailed(ex, err)
 	}

@@ -42,15 +42,12 @@ func (g *Gateway) serveRetrying(ex *exchange, rt *route, out *http.Request, rb *
 		hold.try(&w.bal.budget)
 		ex.Backend = w.bal.backend.Name
 		ex.metrics = w.metrics
-		addr := w.bal.pick()
-		if addr == "" {
+		if len(w.bal.addrs) == 0 {
 			return g.localReply(ex, errNoHealthyUpstream())
 		}
 		ctx, stop := tryContext(base, rt.ir.BackendTimeout)
 		req := tryRequest(ctx, out, body, rb, &w)
-		req.URL.Scheme = w.bal.scheme
-		req.URL.Host = addr
-		resp, err := g.send(ex, w.bal, req)
+		resp, err := g.sendPicked(ex, w.bal, req)
 		again := try < retries && base.Err() == nil &&
 			(err == nil && slices.Contains(p.Codes, resp.StatusCode) || err != nil && retryable(err))
 		if again && !hold.retry(&w.bal.budget) {

@@ -155,6 +155,10 @@ type balancer struct {
 	scheme string
 	// budget bounds the retries of routes that retry to this backend.
 	budget retryBudget
+	// health is what is known of each endpoint (see eject.go); anyEjected is set once
+	// one was ever ejected, so that healthy backends pay for none of it.
+	health     []endpointHealth
+	anyEjected atomic.Bool
 }
 
 func newBalancer(b *ir.Backend, u *Upstreams) (*balancer, error) {
@@ -170,17 +174,14 @@ func newBalancer(b *ir.Backend, u *Upstreams) (*balancer, error) {
 	for _, e := range b.Endpoints {
 		bl.addrs = append(bl.addrs, net.JoinHostPort(e.Host, strconv.Itoa(int(e.Port))))
 	}
+	bl.health = make([]endpointHealth, len(bl.addrs))
 	return bl, nil
 }
 
-// pick returns the next endpoint address, or "" when the backend has none.
+// pick returns the next endpoint address not ejected, or "" when the backend has none.
 func (b *balancer) pick() string {
-	switch len(b.addrs) {
-	case 0:
-		return ""
-	case 1:
-		return b.addrs[0]
+	if i := b.pickIndex(); i >= 0 {
+		return b.addrs[i]
 	}
-	n := b.next.Add(1)
-	return b.addrs[int(n-1)%len(b.addrs)]
+	return ""
 }

@@ -1,0 +1,135 @@
+package dataplane
+
+import (
+	"errors"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// Passive health checking of endpoints, as Envoy's outlier detection for local-origin
+// failures: an endpoint that refuses or times out a connection is left out of the
+// rotation for a while (ejectBase, doubled at each consecutive ejection up to ejectMax),
+// and a request whose connection failed goes to another endpoint once, since nothing of
+// it was sent. When every endpoint is ejected, they are all tried again in turn (Envoy's
+// panic mode): a backend is never made unreachable by its own bookkeeping.
+const (
+	ejectBase = 5 * time.Second
+	ejectMax  = 60 * time.Second
+)
+
+// endpointHealth is what is known of one endpoint of a balancer.
+type endpointHealth struct {
+	// until is when the endpoint's ejection ends (Unix nanoseconds); 0: not ejected.
+	until atomic.Int64
+	// strikes counts the consecutive connection failures that ejected it.
+	strikes atomic.Int32
+}
+
+// ejected reports whether endpoint i is out of the rotation at now.
+func (b *balancer) ejected(i int, now int64) bool {
+	u := b.health[i].until.Load()
+	return u != 0 && now < u
+}
+
+// pickIndex returns the next endpoint in turn that is not ejected, or the next in turn
+// when all are; -1 when the backend has none.
+func (b *balancer) pickIndex() int {
+	n := len(b.addrs)
+	switch {
+	case n == 0:
+		return -1
+	case n == 1:
+		return 0
+	}
+	first := int((b.next.Add(1) - 1) % uint32(n))
+	if !b.anyEjected.Load() {
+		return first
+	}
+	now := time.Now().UnixNano()
+	for k := range n {
+		if i := (first + k) % n; !b.ejected(i, now) {
+			return i
+		}
+	}
+	return first
+}
+
+// connectFailed ejects endpoint i after a failed connection; it reports whether the
+// endpoint was in the rotation until now (a new ejection).
+func (b *balancer) connectFailed(i int) bool {
+	h := &b.health[i]
+	now := time.Now().UnixNano()
+	if b.ejected(i, now) {
+		return false
+	}
+	s := h.strikes.Add(1)
+	d := ejectMax
+	if s < 8 && ejectBase<<(s-1) < ejectMax {
+		d = ejectBase << (s - 1)
+	}
+	h.until.Store(now + int64(d))
+	b.anyEjected.Store(true)
+	return true
+}
+
+// connected notes that a request reached endpoint i: its strikes are forgotten.
+func (b *balancer) connected(i int) {
+	if !b.anyEjected.Load() {
+		return
+	}
+	h := &b.health[i]
+	if h.strikes.Load() != 0 {
+		h.strikes.Store(0)
+		h.until.Store(0)
+	}
+}
+
+// sendPicked sends out to an endpoint of b chosen in turn; when the connection fails and
+// out's body was not consumed, once more to another endpoint.
+func (g *Gateway) sendPicked(ex *exchange, b *balancer, out *http.Request) (*http.Response, error) {
+	i := b.pickIndex()
+	if i < 0 {
+		return nil, errNoHealthyUpstream()
+	}
+	out.URL.Scheme = b.scheme
+	out.URL.Host = b.addrs[i]
+	resp, err := g.send(ex, b, out)
+	var de *dialError
+	if err == nil || !errors.As(err, &de) {
+		if err == nil {
+			b.connected(i)
+		}
+		return resp, err
+	}
+	if b.connectFailed(i) {
+		g.metrics.ejected(b.backend.Name, b.addrs[i])
+	}
+	j := b.pickIndex()
+	if j == i || !bodyUntouched(b, out) || out.Context().Err() != nil {
+		return nil, err
+	}
+	out.URL.Host = b.addrs[j]
+	resp, err = g.send(ex, b, out)
+	switch {
+	case err == nil:
+		b.connected(j)
+	case errors.As(err, &de):
+		if b.connectFailed(j) {
+			g.metrics.ejected(b.backend.Name, b.addrs[j])
+		}
+	}
+	return resp, err
+}
+
+// bodyUntouched reports whether out's body is still whole after a failed connection:
+// there is none, the lean HTTP/1.1 client leaves it alone until connected, and a retry's
+// replayable body is never closed by a transport (net/http's closes the body it is given
+// whatever happens).
+func bodyUntouched(b *balancer, out *http.Request) bool {
+	if out.Body == nil || out.Body == http.NoBody || b.h1 != nil {
+		return true
+	}
+	_, replayable := out.Body.(*tryBody)
+	return replayable
+}
