@@ -21,6 +21,7 @@ func FuzzLoad(f *testing.F) {
 		"apiVersion: gateway.sluice.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: g}]\n  extProc: {backendRef: {name: x}}\n",
 		"---\n- 1\n---\n{a: [}\n...\n",
 		"kind: HTTPRoute\napiVersion: gateway.networking.k8s.io/v1\nmetadata: {name: r, name: r}\n",
+		gateway + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: g}\nspec:\n  parentRefs: [{name: gw}]\n  rules:\n  - matches: [{method: {type: RegularExpression, service: '^a.b$', method: 'M[a-z]+'}}, {method: {service: a.B}}]\n    backendRefs: [{name: svc, port: 80}]\n",
 	} {
 		f.Add([]byte(seed))
 	}
