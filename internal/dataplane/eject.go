@@ -96,17 +96,21 @@ func (g *Gateway) sendPicked(ex *exchange, b *balancer, out *http.Request) (*htt
 	out.URL.Host = b.addrs[i]
 	resp, err := g.send(ex, b, out)
 	var de *dialError
-	if err == nil || !errors.As(err, &de) {
-		if err == nil {
-			b.connected(i)
-		}
+	switch {
+	case err == nil:
+		b.connected(i)
+		return resp, nil
+	case !errors.As(err, &de) || out.Context().Err() != nil || len(b.addrs) == 1:
+		// Not a connection failure, or the request ended while connecting (the client
+		// went away, a route timeout): nothing learnt about the endpoint. A lone
+		// endpoint has nobody to leave the rotation to.
 		return resp, err
 	}
 	if b.connectFailed(i) {
 		g.metrics.ejected(b.backend.Name, b.addrs[i])
 	}
 	j := b.pickIndex()
-	if j == i || !bodyUntouched(b, out) || out.Context().Err() != nil {
+	if j == i || !bodyUntouched(b, out) {
 		return nil, err
 	}
 	out.URL.Host = b.addrs[j]
@@ -114,7 +118,7 @@ func (g *Gateway) sendPicked(ex *exchange, b *balancer, out *http.Request) (*htt
 	switch {
 	case err == nil:
 		b.connected(j)
-	case errors.As(err, &de):
+	case errors.As(err, &de) && out.Context().Err() == nil:
 		if b.connectFailed(j) {
 			g.metrics.ejected(b.backend.Name, b.addrs[j])
 		}
