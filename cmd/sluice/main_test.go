@@ -42,6 +42,8 @@ spec: {endpoints: [{host: 127.0.0.1, port: 99999}]}
 		{"valid example", []string{"validate", "--config", "../../examples/extproc"}, 0,
 			[]string{"valid: 1 Gateway, 1 HTTPRoute, 2 Backends, 1 TrafficPolicy; serving 1 port, 1 listener, 1 route"}},
 		{"basic example", []string{"validate", "--config", "../../examples/basic/basic.yaml"}, 0, []string{"valid:"}},
+		{"gRPC example", []string{"validate", "--config", "../../examples/grpc"}, 0,
+			[]string{"valid: 1 Gateway, 0 HTTPRoutes, 1 GRPCRoute, 1 Backend, 1 TrafficPolicy; serving 1 port, 1 listener, 2 routes"}},
 		{"status", []string{"validate", "--status", "--config", "../../examples/extproc"}, 0, []string{
 			"Gateway default/agentgateway-proxy: Accepted=True (Accepted), Programmed=True (Programmed)",
 			"listener http: attachedRoutes=1",
