@@ -2,8 +2,10 @@ package dataplane
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -60,7 +62,13 @@ func (b *balancer) pickIndex() int {
 func (b *balancer) connectFailed(i int) bool {
 	h := &b.health[i]
 	now := time.Now().UnixNano()
-	if b.ejected(i, now) {
+	u := h.until.Load()
+	if u != 0 && now < u {
+		return false
+	}
+	// Of several requests failing at once, one ejects (and counts a strike); the
+	// others find the endpoint ejected. The end is set right after.
+	if !h.until.CompareAndSwap(u, now+int64(ejectMax)) {
 		return false
 	}
 	s := h.strikes.Add(1)
@@ -73,16 +81,28 @@ func (b *balancer) connectFailed(i int) bool {
 	return true
 }
 
-// connected notes that a request reached endpoint i: its strikes are forgotten.
+// connected notes that a request reached endpoint i once its ejection is over: its
+// strikes are forgotten. During an ejection, requests still finishing on connections
+// made before it prove nothing about new ones (a pod that stopped accepting, say).
 func (b *balancer) connected(i int) {
 	if !b.anyEjected.Load() {
 		return
 	}
 	h := &b.health[i]
-	if h.strikes.Load() != 0 {
+	if h.strikes.Load() != 0 && !b.ejected(i, time.Now().UnixNano()) {
 		h.strikes.Store(0)
 		h.until.Store(0)
 	}
+}
+
+// endpointFault reports whether a failed connection says something about the endpoint:
+// refused, unreachable or timed out, rather than a shortage on the gateway's side (file
+// descriptors, local ports).
+func endpointFault(err error) bool {
+	var ne net.Error
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.As(err, &ne) && ne.Timeout()
 }
 
 // sendPicked sends out to an endpoint of b chosen in turn; when the connection fails and
@@ -106,7 +126,7 @@ func (g *Gateway) sendPicked(ex *exchange, b *balancer, out *http.Request) (*htt
 		// endpoint has nobody to leave the rotation to.
 		return resp, err
 	}
-	if b.connectFailed(i) {
+	if endpointFault(err) && b.connectFailed(i) {
 		g.metrics.ejected(b.backend.Name, b.addrs[i])
 	}
 	j := b.pickIndex()
@@ -118,7 +138,7 @@ func (g *Gateway) sendPicked(ex *exchange, b *balancer, out *http.Request) (*htt
 	switch {
 	case err == nil:
 		b.connected(j)
-	case errors.As(err, &de) && out.Context().Err() == nil:
+	case errors.As(err, &de) && out.Context().Err() == nil && endpointFault(err):
 		if b.connectFailed(j) {
 			g.metrics.ejected(b.backend.Name, b.addrs[j])
 		}
@@ -129,11 +149,12 @@ func (g *Gateway) sendPicked(ex *exchange, b *balancer, out *http.Request) (*htt
 // bodyUntouched reports whether out's body is still whole after a failed connection:
 // there is none, the lean HTTP/1.1 client leaves it alone until connected, and a retry's
 // replayable body is never closed by a transport (net/http's closes the body it is given
-// whatever happens).
+// whatever happens) but must still be the current try's, unread (net/http may have
+// rewound it itself, through GetBody).
 func bodyUntouched(b *balancer, out *http.Request) bool {
 	if out.Body == nil || out.Body == http.NoBody || b.h1 != nil {
 		return true
 	}
-	_, replayable := out.Body.(*tryBody)
-	return replayable
+	t, ok := out.Body.(*tryBody)
+	return ok && t.unread()
 }

@@ -2,8 +2,11 @@ package dataplane
 
 import (
 	"fmt"
+	"net"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,9 +47,16 @@ func TestEjection(t *testing.T) {
 			t.Errorf("ejection %d for %v, want %v", s+2, d, want)
 		}
 	}
+	// A request finishing on an older connection during the ejection proves nothing.
 	b.connected(1)
-	if got := picks(30); got["b:1"] != 10 {
-		t.Fatalf("after b answered %v, want it back in turn", got)
+	if got := picks(30); got["b:1"] != 0 {
+		t.Fatalf("b answered during its ejection: %v, want it still out", got)
+	}
+	// Answering after its ejection ended, it is back, and its strikes are forgotten.
+	b.health[1].until.Store(1)
+	b.connected(1)
+	if got := picks(30); got["b:1"] != 10 || b.health[1].strikes.Load() != 0 {
+		t.Fatalf("after b answered %v (strikes %d), want it back in turn", got, b.health[1].strikes.Load())
 	}
 	// Every endpoint ejected: all are still tried in turn.
 	for i := range b.addrs {
@@ -82,5 +92,23 @@ func TestConnectFailureGoesToAnotherEndpoint(t *testing.T) {
 	}
 	if n := m.GetCounter().GetValue(); n != 1 {
 		t.Errorf("%v ejections of the dead endpoint, want 1", n)
+	}
+}
+
+func TestEndpointFault(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, true},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)}, true},
+		{&net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}, true},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("socket", syscall.EMFILE)}, false},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)}, false},
+	} {
+		if got := endpointFault(&dialError{err: tc.err}); got != tc.want {
+			t.Errorf("endpointFault(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

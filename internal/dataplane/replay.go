@@ -116,6 +116,13 @@ type tryBody struct {
 	off int
 }
 
+// unread reports whether t is the current try's body and nothing of it was read.
+func (t *tryBody) unread() bool {
+	t.r.mu.Lock()
+	defer t.r.mu.Unlock()
+	return t.gen == t.r.gen && t.off == 0 && !t.r.overflow
+}
+
 func (t *tryBody) Read(p []byte) (int, error) {
 	r := t.r
 	r.readMu.Lock()
