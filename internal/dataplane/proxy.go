@@ -303,8 +303,14 @@ func (g *Gateway) serveRoute(ex *exchange, rt *route) error {
 	if rt.ir.Retry != nil {
 		return g.serveRetrying(ex, rt, out, rb)
 	}
-	if rb != nil {
+	var failure func() error
+	switch {
+	case rb != nil:
 		out.Body, _ = rb.next()
+		failure = rb.failure
+	case out.Body != nil && out.Body != http.NoBody:
+		cb := &clientBody{ReadCloser: out.Body}
+		out.Body, failure = cb, cb.failure
 	}
 	w, ok := rt.pickBackend()
 	if !ok || w.bal == nil {
@@ -315,6 +321,9 @@ func (g *Gateway) serveRoute(ex *exchange, rt *route) error {
 	w.reqHeaders.apply(out.Header)
 	resp, err := g.sendPicked(ex, w.bal, out)
 	if err != nil {
+		if failure != nil && failure() != nil && ex.in.Context().Err() == nil {
+			return g.bodyFailed(ex, failure())
+		}
 		return g.upstreamFailed(ex, err)
 	}
 	return g.deliver(ex, rt, w.respHeaders, resp)

@@ -69,14 +69,8 @@ func (g *Gateway) serveRetrying(ex *exchange, rt *route, out *http.Request, rb *
 			defer stop()
 			return g.deliver(ex, rt, w.respHeaders, resp)
 		case !again && rb != nil && rb.failure() != nil && ex.in.Context().Err() == nil:
-			// Reading the client's body failed, not the upstream: a filter's local
-			// reply, or a broken body (a malformed chunk, say).
 			stop()
-			var lr *filter.LocalReply
-			if errors.As(rb.failure(), &lr) {
-				return g.localReply(ex, lr)
-			}
-			return g.bodyFailed(ex)
+			return g.bodyFailed(ex, rb.failure())
 		case !again:
 			ex.ctx = ctx // a try's timeout is a route timeout: 504
 			defer stop()
@@ -95,9 +89,42 @@ func (g *Gateway) serveRetrying(ex *exchange, rt *route, out *http.Request, rb *
 	}
 }
 
-// bodyFailed answers a request whose body could not be read from the client.
-func (g *Gateway) bodyFailed(ex *exchange) error {
+// bodyFailed answers a request that failed because its body could not be read, not
+// because of the upstream: with a filter's local reply (a processor failed the body), or
+// 400 for a broken body (a malformed chunk, say).
+func (g *Gateway) bodyFailed(ex *exchange, cause error) error {
+	var lr *filter.LocalReply
+	switch {
+	case errors.As(cause, &lr):
+		return g.localReply(ex, lr)
+	case errors.Is(cause, io.ErrUnexpectedEOF):
+		// The client went away in the middle of its body: nobody reads an answer.
+		ex.status, ex.details = 499, "downstream_disconnected"
+		return cause
+	}
 	return g.localReply(ex, filter.Reply(http.StatusBadRequest, "downstream_body_error", "the request body could not be read\n"))
+}
+
+// clientBody records why reading a request body failed, for bodyFailed. The transport
+// may read it from a goroutine of its own, still running when the round trip returned.
+type clientBody struct {
+	io.ReadCloser
+	failed atomic.Pointer[error]
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.failed.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+func (b *clientBody) failure() error {
+	if e := b.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 func isLocalReply(err error) bool {

@@ -414,3 +414,13 @@ func TestRetryBrokenClientBody(t *testing.T) {
 		t.Errorf("the backend was tried %d times, want at most once", n)
 	}
 }
+
+// The same without a retry policy: the broken body is the client's fault, 400.
+func TestBrokenClientBody(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, Options{}, simpleConfig(prefixRoute("r", "/", backendOf(t, "echo", echoBackend(t, "echo")))))
+	resp := rawRequest(t, g, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n")
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("status %d, want 400", resp.StatusCode)
+	}
+}
