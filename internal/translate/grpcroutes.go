@@ -3,7 +3,7 @@ package translate
 import (
 	"fmt"
 	"regexp"
-	"strings"
+	"regexp/syntax"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
@@ -154,14 +154,61 @@ func lowerGRPCFilters(in []gwv1.GRPCRouteFilter) []gwv1.HTTPRouteFilter {
 	return out
 }
 
-// unanchor drops a leading ^ and a trailing (unescaped) $ from a regular expression.
+// unanchor drops the beginning- and end-of-text anchors at the edges of a regular
+// expression (in every branch of an alternation, inside groups, whatever the flags): the
+// pattern matches the whole service or method anyway, and an anchor left inside the path
+// the two are joined into would never match. An expression that does not parse is left
+// as it is, for the caller to report.
 func unanchor(re string) string {
-	re = strings.TrimPrefix(re, "^")
-	if strings.HasSuffix(re, "$") && !strings.HasSuffix(re, `\$`) {
-		re = re[:len(re)-1]
+	parsed, err := syntax.Parse(re, syntax.Perl)
+	if err != nil {
+		return re
 	}
-	return re
+	if !stripAnchors(parsed) {
+		return re
+	}
+	return parsed.String()
 }
+
+// stripAnchors removes leading ^ and trailing $ (and \A, \z) from r; it reports whether it
+// removed any.
+func stripAnchors(r *syntax.Regexp) bool {
+	switch r.Op {
+	case syntax.OpBeginText, syntax.OpEndText, syntax.OpBeginLine, syntax.OpEndLine:
+		*r = syntax.Regexp{Op: syntax.OpEmptyMatch, Flags: r.Flags}
+		return true
+	case syntax.OpAlternate:
+		changed := false
+		for _, sub := range r.Sub {
+			changed = stripAnchors(sub) || changed
+		}
+		return changed
+	case syntax.OpCapture:
+		return stripAnchors(r.Sub[0])
+	case syntax.OpConcat:
+		changed := false
+		if first := r.Sub[0]; isBegin(first) {
+			r.Sub, changed = r.Sub[1:], true
+		} else if first.Op == syntax.OpCapture || first.Op == syntax.OpAlternate {
+			changed = stripAnchors(first)
+		}
+		if len(r.Sub) > 0 {
+			if last := r.Sub[len(r.Sub)-1]; isEnd(last) {
+				r.Sub, changed = r.Sub[:len(r.Sub)-1], true
+			} else if last.Op == syntax.OpCapture || last.Op == syntax.OpAlternate {
+				changed = stripAnchors(last) || changed
+			}
+		}
+		if len(r.Sub) == 0 {
+			*r = syntax.Regexp{Op: syntax.OpEmptyMatch, Flags: r.Flags}
+		}
+		return changed
+	}
+	return false
+}
+
+func isBegin(r *syntax.Regexp) bool { return r.Op == syntax.OpBeginText || r.Op == syntax.OpBeginLine }
+func isEnd(r *syntax.Regexp) bool   { return r.Op == syntax.OpEndText || r.Op == syntax.OpEndLine }
 
 func str(s *string) string {
 	if s == nil {
